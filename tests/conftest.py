@@ -1,0 +1,114 @@
+"""Real parts for the whole session: one local control plane and one S3 server.
+
+They start only when a test asks for them (unit tests never do). Set KUBETUNE_TEST_STATE to
+the --dir of a running ``hack/cluster up`` to reuse it instead of starting new ones, which
+makes repeated local runs fast.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from localcluster import Cluster, S3Info, S3Server
+from support.polling import eventually
+
+_MARKERS = {
+    "unit": pytest.mark.unit,
+    "integration": pytest.mark.integration,
+    "e2e": pytest.mark.e2e,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by the folder it lives in (tests/unit, tests/integration, tests/e2e)."""
+    for item in items:
+        parts = Path(str(item.path)).parts
+        for name, mark in _MARKERS.items():
+            if name in parts:
+                item.add_marker(mark)
+
+
+def _state_dir() -> Path | None:
+    value = os.environ.get("KUBETUNE_TEST_STATE")
+    return Path(value).resolve() if value else None
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The local control plane (etcd, apiserver, controller-manager, scheduler, kwok)."""
+    shared = _state_dir()
+    if shared is not None:
+        yield Cluster(shared / "cluster")
+        return
+    local = Cluster(tmp_path_factory.mktemp("cluster"))
+    local.up()
+    try:
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The S3 server process (tests that simulate an outage stop and restart it)."""
+    shared = _state_dir()
+    if shared is not None:
+        yield S3Server(shared / "s3")
+        return
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.up()
+    try:
+        yield server
+    finally:
+        server.down()
+
+
+@pytest.fixture(scope="session")
+def s3(s3_server: S3Server) -> S3Info:
+    """Endpoint and credentials of the S3 server."""
+    return s3_server.info
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: Cluster) -> client.ApiClient:
+    """A Kubernetes API client with the admin credential."""
+    return config.new_client_from_config(config_file=str(cluster.info.kubeconfig))
+
+
+@pytest.fixture
+def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace, ready for pods (its default ServiceAccount exists), deleted after."""
+    core = client.CoreV1Api(api_client)
+    name = f"kt-{secrets.token_hex(4)}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    eventually(
+        lambda: core.read_namespaced_service_account("default", name),
+        what=f"default ServiceAccount in {name}",
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def bucket(s3: S3Info) -> Iterator[str]:
+    """A fresh, empty bucket, emptied and deleted after the test."""
+    s3_client = s3.client()
+    name = f"kt-{secrets.token_hex(6)}"
+    s3_client.create_bucket(Bucket=name)
+    yield name
+    _delete_bucket(s3_client, name)
+
+
+def _delete_bucket(s3_client: Any, name: str) -> None:
+    paginator = s3_client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=name):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3_client.delete_objects(Bucket=name, Delete={"Objects": keys})
+    s3_client.delete_bucket(Bucket=name)

@@ -1,0 +1,1 @@
+"""Shared test helpers: polling with deadlines, factories, tiny models."""
