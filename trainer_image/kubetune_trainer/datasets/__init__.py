@@ -1,0 +1,1 @@
+"""Dataset reading, validation, tokenization with loss masks, splitting and packing."""

@@ -1,0 +1,219 @@
+"""S3 access for the trainer: one client per S3 location, retried transfers, clear failures.
+
+A FineTuneJob names up to three S3 locations (base model, dataset, output), each with its
+own endpoint, region and credentials Secret. The pod gets each Secret's keys as environment
+variables prefixed with the role, e.g. ``KUBETUNE_S3_OUTPUT_AWS_ACCESS_KEY_ID``; without
+them the standard AWS credential chain (environment, IRSA, instance profile) applies.
+Transfers are multipart with bounded parts and retried (botocore's standard retry mode for
+requests, s3transfer's for streams). Access problems become ``S3AccessDenied`` and
+unreachable endpoints ``S3Unavailable``, so a pod never dies with a bare traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from kubetune.api import Reason, S3Access
+from kubetune_trainer.errors import TrainerError
+
+MIB = 1 << 20
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "InvalidToken",
+    "ExpiredToken",
+    "403",
+}
+_MISSING = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+
+
+class Role(StrEnum):
+    """Which spec field an S3 location comes from; names its credential variables."""
+
+    BASE_MODEL = "BASE_MODEL"
+    DATASET = "DATASET"
+    OUTPUT = "OUTPUT"
+
+
+class ObjectNotFoundError(LookupError):
+    """The object or bucket does not exist; callers turn it into their own reason."""
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """``s3://bucket/key``; a key ending in ``/`` (or empty) is a prefix."""
+
+    bucket: str
+    key: str = ""
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Uri:
+        """Split an ``s3://`` URI; raises ValueError for anything else."""
+        if not uri.startswith("s3://"):
+            raise ValueError(f"not an s3:// URI: {uri!r}")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ValueError(f"no bucket in {uri!r}")
+        return cls(bucket, key)
+
+    def join(self, *parts: str) -> S3Uri:
+        """A key below this one, as a path join (this one is taken as a prefix)."""
+        base = self.key.rstrip("/")
+        tail = "/".join(p.strip("/") for p in parts if p)
+        return S3Uri(self.bucket, f"{base}/{tail}" if base else tail)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def _credentials(role: Role) -> dict[str, str]:
+    names = {
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "aws_session_token": "AWS_SESSION_TOKEN",
+    }
+    found = {arg: os.environ.get(f"KUBETUNE_S3_{role}_{name}") for arg, name in names.items()}
+    return {arg: value for arg, value in found.items() if value}
+
+
+def make_client(access: S3Access | None, role: Role) -> Any:
+    """A boto3 S3 client for one location, with retries and path-style addressing."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 8, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=60,
+        s3={"addressing_style": "path"},
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=access.endpoint if access else None,
+        region_name=(access.region if access else None) or os.environ.get("AWS_REGION"),
+        config=config,
+        **_credentials(role),
+    )
+
+
+@contextmanager
+def s3_errors(action: str, uri: S3Uri | str) -> Iterator[None]:
+    """Translate botocore failures into reasons; a missing object raises ObjectNotFoundError."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code in _DENIED:
+            raise TrainerError(
+                Reason.S3_ACCESS_DENIED,
+                f"access denied to {action} {uri}: {error.get('Message') or code}",
+            ) from exc
+        if code in _MISSING:
+            raise ObjectNotFoundError(f"{uri} does not exist") from exc
+        raise TrainerError(Reason.S3_UNAVAILABLE, f"cannot {action} {uri}: {exc}") from exc
+    except S3UploadFailedError as exc:
+        denied = any(code in str(exc) for code in _DENIED)
+        reason = Reason.S3_ACCESS_DENIED if denied else Reason.S3_UNAVAILABLE
+        raise TrainerError(reason, f"cannot {action} {uri}: {exc}") from exc
+    except (EndpointConnectionError, BotoCoreError) as exc:
+        raise TrainerError(Reason.S3_UNAVAILABLE, f"cannot {action} {uri}: {exc}") from exc
+
+
+class ObjectStore:
+    """The few S3 operations the trainer needs, each translated by :func:`s3_errors`."""
+
+    def __init__(self, client: Any, *, part_size: int = 8 * MIB, concurrency: int = 4):
+        from boto3.s3.transfer import TransferConfig
+
+        self.client = client
+        self.transfer = TransferConfig(
+            multipart_threshold=part_size,
+            multipart_chunksize=part_size,
+            max_concurrency=concurrency,
+            num_download_attempts=8,
+        )
+
+    def upload_file(self, path: Path, uri: S3Uri) -> None:
+        """Upload one file, in parts when it is large."""
+        with s3_errors("upload to", uri):
+            self.client.upload_file(str(path), uri.bucket, uri.key, Config=self.transfer)
+
+    def put_bytes(self, data: bytes, uri: S3Uri, content_type: str = "application/json") -> None:
+        """Write a small object in one request."""
+        with s3_errors("write", uri):
+            self.client.put_object(
+                Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type
+            )
+
+    def get_bytes(self, uri: S3Uri) -> bytes:
+        """Read a small object; raises ObjectNotFoundError."""
+        with s3_errors("read", uri):
+            return self.client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+
+    def size(self, uri: S3Uri) -> int | None:
+        """The object's size in bytes, or None when it does not exist."""
+        try:
+            with s3_errors("stat", uri):
+                return int(self.client.head_object(Bucket=uri.bucket, Key=uri.key)["ContentLength"])
+        except ObjectNotFoundError:
+            return None
+
+    def download_file(self, uri: S3Uri, path: Path) -> Path:
+        """Download one object to ``path``; raises ObjectNotFoundError."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with s3_errors("download", uri):
+            self.client.download_file(uri.bucket, uri.key, str(path), Config=self.transfer)
+        return path
+
+    def list(self, prefix: S3Uri) -> dict[str, int]:
+        """Keys under ``prefix`` (relative to it) with their sizes."""
+        base = prefix.key.rstrip("/") + "/" if prefix.key else ""
+        found: dict[str, int] = {}
+        with s3_errors("list", prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=prefix.bucket, Prefix=base
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found[item["Key"][len(base) :]] = int(item["Size"])
+        return found
+
+    def download_prefix(self, prefix: S3Uri, directory: Path) -> list[Path]:
+        """Every object under ``prefix`` into ``directory``, keeping relative paths."""
+        return [
+            self.download_file(prefix.join(name), directory / name)
+            for name in sorted(self.list(prefix))
+            if name and not name.endswith("/")
+        ]
+
+    def upload_directory(
+        self, directory: Path, prefix: S3Uri, *, skip: set[str] = frozenset()
+    ) -> list[str]:
+        """Upload every file under ``directory`` (except names in ``skip``); relative names."""
+        names = sorted(
+            p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()
+        )
+        for name in names:
+            if name not in skip:
+                self.upload_file(directory / name, prefix.join(name))
+        return [n for n in names if n not in skip]
+
+    def delete_prefix(self, prefix: S3Uri) -> None:
+        """Delete every object under ``prefix``."""
+        keys = [prefix.join(name).key for name in self.list(prefix)]
+        with s3_errors("delete", prefix):
+            for start in range(0, len(keys), 1000):
+                batch = [{"Key": key} for key in keys[start : start + 1000]]
+                self.client.delete_objects(Bucket=prefix.bucket, Delete={"Objects": batch})
