@@ -42,7 +42,7 @@ class ClusterInfo:
     bin_dir: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
-    binaries: dict[str, str] = field(default_factory=dict)
+    starts: dict[str, int] = field(default_factory=dict)
 
     def save(self) -> None:
         data = asdict(self)
@@ -148,7 +148,7 @@ class Cluster:
     def status(self) -> dict[str, bool]:
         """Which components run, and whether the apiserver answers /readyz."""
         info = self.info
-        result = {c: processes.runs(info.pids[c], info.binaries[c]) for c in info.pids}
+        result = {c: processes.runs(info.pids[c], info.starts[c]) for c in info.pids}
         result["apiserver-ready"] = processes.http_ok(
             f"{info.server}/readyz", ca=info.ca_file, token=info.token
         )
@@ -256,12 +256,13 @@ class Cluster:
     def _start(self, component: str, info: ClusterInfo, pki: Pki) -> None:
         binary = info.bin_dir[component]
         log = self.root / "logs" / f"{component}.log"
-        pid = processes.spawn([binary, *self._argv(component, info, pki)], log=log, cwd=self.root)
-        info.pids[component] = pid
-        info.binaries[component] = binary
+        pid, started = processes.spawn(
+            [binary, *self._argv(component, info, pki)], log=log, cwd=self.root
+        )
+        info.pids[component], info.starts[component] = pid, started
 
         def alive() -> bool:
-            return processes.runs(pid, binary)
+            return processes.runs(pid, started)
 
         probe = self._probe(component, info)
         if probe is not None:
@@ -299,4 +300,4 @@ class Cluster:
     def _stop_all(self, info: ClusterInfo) -> None:
         for component in reversed(COMPONENTS):
             if component in info.pids:
-                processes.stop(info.pids[component], info.binaries[component])
+                processes.stop(info.pids[component], info.starts[component])

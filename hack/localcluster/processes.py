@@ -1,8 +1,8 @@
 """Start, watch and stop the cluster's processes by PID.
 
 Every process gets its own session (so a Ctrl-C in the caller's terminal does not reach it)
-and a log file beside the cluster state. ``stop`` checks that a PID still runs the binary we
-started before signalling it, so a recycled PID is never killed.
+and a log file beside the cluster state. A process is identified by its PID *and* its start
+time (from /proc), so ``stop`` never signals a recycled PID.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def spawn(
     log: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-) -> int:
-    """Start ``argv`` detached, appending its output to ``log``; return its PID."""
+) -> tuple[int, int]:
+    """Start ``argv`` detached, appending its output to ``log``; return (PID, start time)."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [os.fspath(a) for a in argv],
@@ -45,34 +45,48 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    return proc.pid
+    started = start_time(proc.pid)
+    if started is None:
+        raise RuntimeError(f"{argv[0]} exited at once; see {log}")
+    return proc.pid, started
 
 
-def runs(pid: int, binary: str) -> bool:
-    """True when ``pid`` is alive and is running ``binary`` (not a recycled PID)."""
+def start_time(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot, or None if it does not exist.
+
+    Unlike the command line, which is briefly empty while a process execs, the start time is
+    fixed at fork, so (pid, start time) names one process for its whole life.
+    """
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[-1].split()[19])
+
+
+def runs(pid: int, started: int) -> bool:
+    """True when the process (pid, started) is alive (not exited, not a zombie)."""
+    try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    # A zombie (state Z) has exited; only its parent's wait() is missing.
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state != "Z" and bool(cmdline) and cmdline[0].decode(errors="replace") == binary
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[0] != "Z" and int(fields[19]) == started
 
 
-def stop(pid: int, binary: str, *, grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds, the process ``pid`` if it still is ours."""
-    if not runs(pid, binary):
+def stop(pid: int, started: int, *, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds, the process (pid, started) if alive."""
+    if not runs(pid, started):
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not runs(pid, binary):
+        if not runs(pid, started):
             _reap(pid)
             return
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
-    while runs(pid, binary):
+    while runs(pid, started):
         time.sleep(0.05)
     _reap(pid)
 

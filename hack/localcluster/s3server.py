@@ -29,7 +29,7 @@ class S3Info:
     secret_key: str
     region: str
     pid: int
-    binary: str
+    started: int
 
     def client(self, **config: Any) -> Any:
         """A boto3 S3 client for this server (path-style addressing, as MinIO expects)."""
@@ -78,10 +78,10 @@ class S3Server:
             secret_key=secrets.token_urlsafe(24),
             region="us-east-1",
             pid=0,
-            binary=binary,
+            started=0,
         )
         log = self.root / "minio.log"
-        info.pid = processes.spawn(
+        info.pid, info.started = processes.spawn(
             [
                 binary,
                 "server",
@@ -107,7 +107,7 @@ class S3Server:
                 self.ready,
                 what="minio",
                 timeout=START_TIMEOUT,
-                alive=lambda: processes.runs(info.pid, binary),
+                alive=lambda: processes.runs(info.pid, info.started),
                 log=log,
             )
         except BaseException:
@@ -119,13 +119,8 @@ class S3Server:
         """True when the server answers its readiness probe."""
         return processes.http_ok(f"{self.info.endpoint}/minio/health/ready")
 
-    def stop(self) -> None:
-        """Stop the server but keep its data (to simulate an outage)."""
-        info = self.info
-        processes.stop(info.pid, info.binary)
-
     def down(self) -> None:
         if (self.root / "s3.json").exists():
             info = self.info
-            processes.stop(info.pid, info.binary)
+            processes.stop(info.pid, info.started)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,7 +48,14 @@ class Tool:
 
     @property
     def binaries(self) -> tuple[str, ...]:
-        return tuple(p.rstrip("/").rsplit("/", 1)[-1] for p in self.packages)
+        """The names ``go build -o DIR/`` gives the binaries (it drops a /vN suffix)."""
+        names = []
+        for package in self.packages:
+            parts = package.split("/")
+            if len(parts) > 1 and re.fullmatch(r"v[0-9]+", parts[-1]):
+                parts.pop()
+            names.append(parts[-1])
+        return tuple(names)
 
 
 TOOLS: dict[str, Tool] = {
@@ -70,8 +78,8 @@ TOOLS: dict[str, Tool] = {
     )
 }
 
-# The etcd server package is named for its module path, not for the binary users expect.
-_RENAMES = {"v3": "etcd"}
+# etcd's main package is go.etcd.io/etcd/server/v3, so Go names its binary "server".
+_RENAMES = {"server": "etcd"}
 
 
 def cache_root() -> Path:

@@ -40,6 +40,7 @@ def test_cache_key_changes_with_go_version_and_is_stable() -> None:
 
 
 def test_binaries_are_named_as_users_expect() -> None:
+    assert TOOLS["etcd"].binaries == ("server",)
     assert TOOLS["kubernetes"].binaries == (
         "kube-apiserver",
         "kube-controller-manager",
