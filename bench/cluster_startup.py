@@ -32,11 +32,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cluster, s3 = Cluster(Path(tmp) / "cluster"), S3Server(Path(tmp) / "s3")
             started = time.monotonic()
-            cluster.up()
-            s3.up()
-            timings.append(time.monotonic() - started)
-            s3.down()
-            cluster.down()
+            try:
+                cluster.up()
+                s3.up()
+                timings.append(time.monotonic() - started)
+            finally:
+                s3.down()
+                cluster.down()
         print(f"run {run + 1}: cluster + S3 up in {timings[-1]:.1f} s")
     print(
         f"warm start-up: median {statistics.median(timings):.1f} s, max {max(timings):.1f} s "
