@@ -28,6 +28,7 @@ from kubetune.api.adapter import (
     AdapterSpec,
     AdapterStatus,
     DatasetLineage,
+    DeletionPolicy,
 )
 from kubetune.api.conditions import (
     AdapterConditionType,
@@ -106,6 +107,7 @@ __all__ = [
     "DatasetLineage",
     "DatasetSpec",
     "DatasetStatus",
+    "DeletionPolicy",
     "EarlyStopping",
     "FineTuneJob",
     "FineTuneJobConditionType",

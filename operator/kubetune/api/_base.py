@@ -81,6 +81,15 @@ class KubeModel(BaseModel):
 
     rules: ClassVar[tuple[Rule, ...]] = ()
 
+    @classmethod
+    def model_validate_known(cls, data: dict[str, Any]) -> Self:
+        """Parse ``data`` ignoring keys the model does not know, by name or by alias: for
+        reports from other processes (the trainer) that may carry more than the API keeps."""
+        known = {name for name in cls.model_fields} | {
+            f.alias for f in cls.model_fields.values() if f.alias
+        }
+        return cls.model_validate({k: v for k, v in data.items() if k in known})
+
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
         broken = [r.message for r in self.rules if r.holds is not None and not r.holds(self)]

@@ -43,6 +43,13 @@ class AdapterSource(KubeModel):
     dataset: DatasetLineage | None = Field(None, description="The data it was trained on.")
 
 
+class DeletionPolicy(StrEnum):
+    """What happens to the artifact in S3 when the Adapter is deleted."""
+
+    RETAIN = "Retain"  # keep the objects; deleting the Adapter only forgets them
+    DELETE = "Delete"  # delete the manifest and every file it lists
+
+
 class AdapterSpec(S3Access):
     """The artifact and what it claims to be. Immutable."""
 
@@ -62,6 +69,11 @@ class AdapterSpec(S3Access):
     )
     metrics: AdapterMetrics | None = Field(None, description="Quality measures from training.")
     source: AdapterSource | None = Field(None, description="Lineage: job and dataset.")
+    deletion_policy: DeletionPolicy = Field(
+        DeletionPolicy.RETAIN,
+        description="Retain (default) keeps the S3 objects when the Adapter is deleted; Delete "
+        "removes the manifest and every file it lists.",
+    )
 
 
 class AdapterPhase(StrEnum):

@@ -47,6 +47,7 @@ class Reason(StrEnum):
 
     # Spec and inputs.
     INVALID_SPEC = "InvalidSpec"
+    VALIDATING_DATASET = "ValidatingDataset"
     DATASET_VALID = "DatasetValid"
     DATASET_INVALID = "DatasetInvalid"
     BASE_MODEL_NOT_FOUND = "BaseModelNotFound"
@@ -77,6 +78,7 @@ class Reason(StrEnum):
     VERIFIED = "Verified"
     MANIFEST_INVALID = "ManifestInvalid"
     DIGEST_MISMATCH = "DigestMismatch"
+    IN_USE = "InUse"
     # Serving and rollout.
     ADAPTER_NOT_FOUND = "AdapterNotFound"
     ADAPTER_NOT_READY = "AdapterNotReady"

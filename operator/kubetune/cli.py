@@ -1,0 +1,86 @@
+"""``kubetune``: the operator process, and the CRD generator.
+
+kubetune operator            run the operator (configured by KUBETUNE_* variables)
+kubetune crd generate        write crds/ from the API models (--check: fail if stale)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+
+from kubetune.settings import Settings
+
+log = logging.getLogger("kubetune")
+
+
+def run_operator(settings: Settings) -> int:
+    import kopf
+    from prometheus_client import start_http_server
+
+    import kubetune.controllers  # noqa: F401 - registers the handlers
+    from kubetune import k8s
+    from kubetune.health import serve_probes
+    from kubetune.leader import LeaseElector
+
+    process = settings.process
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if process.log_format == "json" else kopf.LogFormat.FULL
+    )
+    stop, ready, alive = threading.Event(), threading.Event(), threading.Event()
+    alive.set()
+    standby = threading.Event()
+    serve_probes(
+        process.health_port, live=alive.is_set, ready=lambda: ready.is_set() or standby.is_set()
+    )
+    start_http_server(process.metrics_port)
+
+    if process.leader_election:
+        elector = LeaseElector(
+            k8s.api(),
+            namespace=process.lease_namespace,
+            name=process.lease_name,
+            identity=process.identity,
+        )
+        standby.set()
+        if not elector.acquire(stop):
+            return 0
+        standby.clear()
+
+        def lost() -> None:
+            log.error("leadership lost; stopping so that a restart rejoins as standby")
+            alive.clear()
+            stop.set()
+
+        elector.keep(lost, stop)
+
+    kopf.run(
+        standalone=True,
+        clusterwide=not process.namespaces,
+        namespaces=process.namespaces,
+        stop_flag=stop,
+        ready_flag=ready,
+    )
+    return 1 if not alive.is_set() else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubetune", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("operator", help="run the operator")
+    crd = commands.add_parser("crd", help="generate or check the CRDs", add_help=False)
+    crd.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "crd":
+        from kubetune.crd.__main__ import main as crd_main
+
+        return crd_main(args.rest)
+    logging.basicConfig(level=os.environ.get("KUBETUNE_LOG_LEVEL", "INFO"))
+    return run_operator(Settings.from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Kopf handlers, thin: parse, observe, decide (pure modules), apply, record.
+
+Importing this package registers every handler with kopf.
+"""
+
+from kubetune.controllers import adapter, finetunejob, startup
+
+__all__ = ["adapter", "finetunejob", "startup"]

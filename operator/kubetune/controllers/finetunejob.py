@@ -1,0 +1,204 @@
+"""FineTuneJob handlers: every trigger runs the same level-triggered reconcile.
+
+Triggers are the FineTuneJob's own changes, events of its Jobs and pods, and a timer that
+refreshes progress from S3 while it trains. Each reconcile reads the current state by
+deterministic names, asks :mod:`kubetune.lifecycle` what to do, does it, and writes status
+once, only when it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from kubetune import artifacts, k8s, metrics
+from kubetune.api import FineTuneJob, FineTuneJobPhase, FineTuneJobStatus, Reason, constants
+from kubetune.api.finetunejob import Progress
+from kubetune.builders.adapter import adapter_name, build_adapter
+from kubetune.builders.training import (
+    build_config_map,
+    build_rendezvous_service,
+    build_training_job,
+    build_validation_job,
+    training_job_name,
+    validation_job_name,
+)
+from kubetune.controllers.common import SETTINGS, parse, store_for, transient
+from kubetune.lifecycle import Action, Observed, Plan, needs_artifact_check, plan_finetunejob
+from kubetune.status import now
+from kubetune.storage.s3 import ArtifactStore, StorageError
+
+FTJ = (constants.GROUP, constants.VERSION, "finetunejobs")
+PLURAL = "finetunejobs"
+log = logging.getLogger(__name__)
+
+
+@kopf.on.resume(*FTJ)
+@kopf.on.create(*FTJ)
+@kopf.on.update(*FTJ, field="spec")
+def finetunejob_changed(body: kopf.Body, **_: Any) -> None:
+    reconcile(body)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_FINETUNEJOB: kopf.PRESENT})
+def finetunejob_job_changed(body: kopf.Body, **_: Any) -> None:
+    _reconcile_owner(body)
+
+
+def _pod_cannot_pull(body: kopf.Body, **_: Any) -> bool:
+    statuses = (body.get("status") or {}).get("containerStatuses") or []
+    return any("waiting" in (s.get("state") or {}) for s in statuses)
+
+
+@kopf.on.event(
+    "", "v1", "pods", labels={constants.LABEL_FINETUNEJOB: kopf.PRESENT}, when=_pod_cannot_pull
+)
+def finetunejob_pod_waiting(body: kopf.Body, **_: Any) -> None:
+    _reconcile_owner(body)
+
+
+def _is_training(body: kopf.Body, **_: Any) -> bool:
+    return (body.get("status") or {}).get("phase") == FineTuneJobPhase.RUNNING
+
+
+@kopf.timer(*FTJ, interval=SETTINGS.training.progress_interval, when=_is_training)
+def finetunejob_progress(body: kopf.Body, **_: Any) -> None:
+    """Copy the trainer's progress from S3 into status while it trains."""
+    job = parse(FineTuneJob, body)
+    run = artifacts.run_id(job.spec)
+    try:
+        report = _store(job).read_json(artifacts.progress_uri(job.spec.output.uri, run))
+    except StorageError as exc:
+        log.info("no progress for %s: %s", job.metadata["name"], exc.message)
+        return
+    if not report:
+        return
+    status = (job.status or FineTuneJobStatus()).model_copy(deep=True)
+    status.progress = Progress.model_validate_known(report)
+    if report.get("checkpointUri"):
+        status.checkpoint_uri = report["checkpointUri"]
+    if isinstance(report.get("trainedTokens"), int):
+        status.trained_tokens = report["trainedTokens"]
+    _write_status(job, status)
+
+
+def _reconcile_owner(child: kopf.Body) -> None:
+    namespace = child["metadata"]["namespace"]
+    owner = child["metadata"]["labels"][constants.LABEL_FINETUNEJOB]
+    body = k8s.get_custom(PLURAL, namespace, owner)
+    if body is not None and not body["metadata"].get("deletionTimestamp"):
+        reconcile(body)
+
+
+def _store(job: FineTuneJob) -> ArtifactStore:
+    return store_for(job.spec.output, job.metadata["namespace"])
+
+
+def reconcile(body: Any) -> None:
+    started = time.monotonic()
+    job = parse(FineTuneJob, body)
+    try:
+        plan = _plan(job)
+        _execute(job, plan)
+    except (k8s.TransientError, StorageError) as exc:
+        metrics.record_reconcile("FineTuneJob", started, ok=False)
+        raise transient(exc) from exc
+    metrics.record_reconcile("FineTuneJob", started, ok=True)
+
+
+def _plan(job: FineTuneJob) -> Plan:
+    ns = job.metadata["namespace"]
+    validation = k8s.get_job(ns, validation_job_name(job))
+    training = k8s.get_job(ns, training_job_name(job))
+    relevant = training or validation
+    pods = k8s.list_job_pods(ns, relevant["metadata"]["name"]) if relevant else []
+    obs = Observed(job=job, validation=validation, training=training, pods=pods, now=now())
+    if validation is None and training is None:
+        obs = replace(obs, failure=_missing_secret(job))
+    elif needs_artifact_check(obs):
+        manifest = artifacts.join(
+            artifacts.adapter_uri(job.spec.output.uri, artifacts.run_id(job.spec)),
+            artifacts.MANIFEST_NAME,
+        )
+        obs = replace(obs, artifact_exists=_store(job).exists(manifest))
+    return plan_finetunejob(obs)
+
+
+def _missing_secret(job: FineTuneJob) -> tuple[Reason, str] | None:
+    """A check CEL cannot make: every Secret the spec names exists (pods would hang otherwise)."""
+    spec = job.spec
+    refs = {
+        "baseModel.credentialsSecretRef": spec.base_model.credentials_secret_ref,
+        "baseModel.tokenSecretRef": spec.base_model.token_secret_ref,
+        "dataset.credentialsSecretRef": spec.dataset.credentials_secret_ref,
+        "output.credentialsSecretRef": spec.output.credentials_secret_ref,
+    }
+    for field, ref in refs.items():
+        if ref is None:
+            continue
+        try:
+            k8s.read_secret(job.metadata["namespace"], ref.name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return Reason.SECRET_NOT_FOUND, f"spec.{field}: Secret {ref.name!r} not found"
+            raise
+    return None
+
+
+def _execute(job: FineTuneJob, plan: Plan) -> None:
+    run = artifacts.run_id(job.spec)
+    for action in plan.actions:
+        match action:
+            case Action.START_VALIDATION:
+                k8s.create(build_config_map(job))
+                k8s.create(build_validation_job(job, SETTINGS, run))
+            case Action.START_TRAINING:
+                k8s.create(build_config_map(job))
+                if job.spec.resources.nodes > 1:
+                    k8s.create(build_rendezvous_service(job))
+                k8s.create(build_training_job(job, SETTINGS, run))
+            case Action.SUSPEND_TRAINING | Action.RESUME_TRAINING:
+                k8s.set_job_suspended(
+                    job.metadata["namespace"],
+                    training_job_name(job),
+                    action == Action.SUSPEND_TRAINING,
+                )
+            case Action.STOP_TRAINING:
+                k8s.delete_job(job.metadata["namespace"], training_job_name(job))
+            case Action.CREATE_ADAPTER:
+                _publish_adapter(job, plan.status, run)
+    _write_status(job, plan.status)
+    for kind, reason, message in plan.events:
+        kopf.event(_ref(job), type=kind, reason=reason, message=message)
+    metrics.observe_finetunejob(job, plan.status)
+
+
+def _ref(job: FineTuneJob) -> dict[str, Any]:
+    return {"apiVersion": job.api_version, "kind": job.kind, "metadata": job.metadata}
+
+
+def _publish_adapter(job: FineTuneJob, status: FineTuneJobStatus, run: str) -> None:
+    uri = artifacts.adapter_uri(job.spec.output.uri, run)
+    store = _store(job)
+    manifest_bytes = store.read(artifacts.join(uri, artifacts.MANIFEST_NAME))
+    digest = artifacts.digest(manifest_bytes)
+    manifest = artifacts.Manifest.model_validate_json(manifest_bytes)
+    k8s.create(build_adapter(job, manifest, uri, digest))
+    status.adapter_ref = adapter_name(job)
+    status.artifact_uri = uri
+    if status.trained_tokens is None and isinstance(manifest.metrics.get("trained_tokens"), int):
+        status.trained_tokens = int(manifest.metrics["trained_tokens"])
+
+
+def _write_status(job: FineTuneJob, status: FineTuneJobStatus) -> None:
+    before = (job.status or FineTuneJobStatus()).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    after = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if before != after or job.status is None:
+        k8s.patch_status(PLURAL, job.metadata["namespace"], job.metadata["name"], after)

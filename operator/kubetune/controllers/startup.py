@@ -1,0 +1,27 @@
+"""Kopf's own settings: where it keeps its bookkeeping, and how loudly it reports."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kubetune.api import constants
+
+
+@kopf.on.startup()
+def operator_configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Handler progress and diff bases live in annotations: the strict status schema would
+    # prune anything kopf wrote there, and status belongs to the API's users.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=constants.KOPF_STORAGE_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=constants.KOPF_STORAGE_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = constants.FINALIZER_CLEANUP
+    # Our own events say what happened; kopf's "Handler succeeded" events would drown them.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 8

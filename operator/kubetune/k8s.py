@@ -1,0 +1,168 @@
+"""The one module that talks to the apiserver (besides kopf's own watches).
+
+Objects travel as plain dicts in the API's camelCase, the same shape builders produce and
+models parse. Creation is create-and-accept-409 (never check-then-create), so two handler
+runs, or two operator processes, cannot make a child twice.
+"""
+
+from __future__ import annotations
+
+import base64
+from functools import cache
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from kubetune.api import constants
+
+RETRYABLE = {429, 500, 502, 503, 504}
+
+
+class TransientError(Exception):
+    """The apiserver could not answer now; the handler should be retried."""
+
+
+@cache
+def api() -> client.ApiClient:
+    """One API client per process: in-cluster config, else the kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def _dict(obj: Any) -> dict[str, Any]:
+    return api().sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status in RETRYABLE:
+            raise TransientError(f"apiserver answered {exc.status}: {exc.reason}") from exc
+        raise
+    except (ConnectionError, OSError) as exc:
+        raise TransientError(f"apiserver unreachable: {exc}") from exc
+
+
+def _missing_is_none(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    try:
+        return _dict(_call(fn, *args, **kwargs))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def create(manifest: dict[str, Any]) -> bool:
+    """Create ``manifest``; False (not an error) when it already exists."""
+    kind, ns = manifest["kind"], manifest["metadata"].get("namespace")
+    creators = {
+        "Job": lambda: client.BatchV1Api(api()).create_namespaced_job(ns, manifest),
+        "ConfigMap": lambda: client.CoreV1Api(api()).create_namespaced_config_map(ns, manifest),
+        "Service": lambda: client.CoreV1Api(api()).create_namespaced_service(ns, manifest),
+        "Deployment": lambda: client.AppsV1Api(api()).create_namespaced_deployment(ns, manifest),
+    }
+    group, _, version = manifest["apiVersion"].partition("/")
+    if kind in creators:
+        fn = creators[kind]
+    else:
+        plural = manifest_plural(manifest)
+
+        def fn() -> Any:
+            return client.CustomObjectsApi(api()).create_namespaced_custom_object(
+                group, version, ns, plural, manifest
+            )
+
+    try:
+        _call(fn)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+def manifest_plural(manifest: dict[str, Any]) -> str:
+    from kubetune.api import KINDS
+
+    return next(k.plural for k in KINDS if k.__name__ == manifest["kind"])
+
+
+def get_job(namespace: str, name: str) -> dict[str, Any] | None:
+    return _missing_is_none(client.BatchV1Api(api()).read_namespaced_job, name, namespace)
+
+
+def list_job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
+    pods = _call(
+        client.CoreV1Api(api()).list_namespaced_pod,
+        namespace,
+        label_selector=f"batch.kubernetes.io/job-name={job_name}",
+    )
+    return [_dict(p) for p in pods.items]
+
+
+def set_job_suspended(namespace: str, name: str, suspend: bool) -> None:
+    _call(
+        client.BatchV1Api(api()).patch_namespaced_job,
+        name,
+        namespace,
+        {"spec": {"suspend": suspend}},
+    )
+
+
+def delete_job(namespace: str, name: str) -> None:
+    try:
+        _call(
+            client.BatchV1Api(api()).delete_namespaced_job,
+            name,
+            namespace,
+            propagation_policy="Background",
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    return _missing_is_none(
+        client.CustomObjectsApi(api()).get_namespaced_custom_object,
+        constants.GROUP,
+        constants.VERSION,
+        namespace,
+        plural,
+        name,
+    )
+
+
+def list_custom(plural: str, namespace: str) -> list[dict[str, Any]]:
+    result = _call(
+        client.CustomObjectsApi(api()).list_namespaced_custom_object,
+        constants.GROUP,
+        constants.VERSION,
+        namespace,
+        plural,
+    )
+    return list(result.get("items", []))
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Replace the status fields given (a merge patch on the status subresource)."""
+    _call(
+        client.CustomObjectsApi(api()).patch_namespaced_custom_object_status,
+        constants.GROUP,
+        constants.VERSION,
+        namespace,
+        plural,
+        name,
+        {"status": status},
+    )
+
+
+def read_secret(namespace: str, name: str) -> dict[str, str]:
+    """The decoded data of a Secret; values stay in memory, never in logs or objects."""
+    secret = _call(client.CoreV1Api(api()).read_namespaced_secret, name, namespace)
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}

@@ -1,0 +1,93 @@
+"""The operator's settings: one object of small typed groups, read from the environment.
+
+The Helm chart sets these variables; every default is what a single-namespace local install
+needs, so ``kubetune operator`` runs with no configuration against a kubeconfig.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Images:
+    trainer: str = "ghcr.io/kubetune/trainer:0.1.0"
+    """Image of training and validation pods unless a FineTuneJob sets spec.image."""
+    runtime: str = "ghcr.io/kubetune/runtime:0.1.0"
+    """Image of the reference (kubetune) serving runtime."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    endpoint: str | None = None
+    """S3 endpoint for specs that set none (e.g. an in-cluster MinIO); None: AWS."""
+    region: str | None = None
+    """S3 region for specs that set none."""
+
+
+@dataclass(frozen=True)
+class Training:
+    progress_interval: float = 15.0
+    """Seconds between reads of a running job's progress from S3."""
+    validation_cpu: str = "1"
+    """CPU of the dataset validation pod, which runs before any GPU is requested."""
+    validation_memory: str = "2Gi"
+    """Memory of the dataset validation pod."""
+    validation_deadline_seconds: int = 1800
+    """Deadline of the validation Job."""
+
+
+@dataclass(frozen=True)
+class Process:
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty: all (cluster-wide)."""
+    metrics_port: int = 8080
+    health_port: int = 8081
+    leader_election: bool = True
+    """Hold a Lease so that of several replicas only one acts."""
+    lease_name: str = "kubetune-operator"
+    lease_namespace: str = "default"
+    identity: str = field(default_factory=lambda: os.uname().nodename)
+    """This replica's name in the Lease (the pod name in a cluster)."""
+    log_format: str = "json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    images: Images = field(default_factory=Images)
+    storage: Storage = field(default_factory=Storage)
+    training: Training = field(default_factory=Training)
+    process: Process = field(default_factory=Process)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from KUBETUNE_* variables (and POD_NAME / POD_NAMESPACE)."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            return env.get(f"KUBETUNE_{name}") or None
+
+        process = Process()
+        return cls(
+            images=Images(
+                trainer=get("TRAINER_IMAGE") or Images.trainer,
+                runtime=get("RUNTIME_IMAGE") or Images.runtime,
+            ),
+            storage=Storage(endpoint=get("S3_ENDPOINT"), region=get("S3_REGION")),
+            training=Training(
+                progress_interval=float(get("PROGRESS_INTERVAL") or Training.progress_interval)
+            ),
+            process=Process(
+                namespaces=tuple(
+                    n.strip() for n in (get("NAMESPACES") or "").split(",") if n.strip()
+                ),
+                metrics_port=int(get("METRICS_PORT") or Process.metrics_port),
+                health_port=int(get("HEALTH_PORT") or Process.health_port),
+                leader_election=(get("LEADER_ELECTION") or "true").lower() == "true",
+                lease_namespace=env.get("POD_NAMESPACE") or Process.lease_namespace,
+                identity=env.get("POD_NAME") or process.identity,
+                log_format=get("LOG_FORMAT") or Process.log_format,
+            ),
+        )

@@ -1,0 +1,59 @@
+"""The operator under test, plus S3 credentials and factories for its scenarios."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from localcluster import Cluster, S3Info
+from support.operator import OperatorProcess
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, kubetune_crds: list[str], s3: S3Info, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One cluster-wide operator for the session's scenarios."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(cluster.info.kubeconfig, log).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def s3_secret(api_client: client.ApiClient, namespace: str, s3: S3Info) -> str:
+    """A Secret with the S3 credentials, as users create it; its name."""
+    data = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="s3-creds"),
+            data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        ),
+    )
+    return "s3-creds"
+
+
+def make_finetunejob(name: str, bucket: str, endpoint: str, **spec: Any) -> dict[str, Any]:
+    """A small valid FineTuneJob reading and writing ``bucket``; ``spec`` overrides fields."""
+    access = {"endpoint": endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
+    body: dict[str, Any] = {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "baseModel": {"name": "kubetune/tiny-llama", "uri": f"s3://{bucket}/models/tiny/", **access},
+            "dataset": {"uri": f"s3://{bucket}/data/train.jsonl", "validationSplit": 0.1, **access},
+            "method": "qlora",
+            "lora": {"r": 8, "alpha": 16},
+            "training": {"maxSteps": 20},
+            "resources": {"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
+            "output": {"uri": f"s3://{bucket}/adapters/support-bot/", **access},
+            "adapter": {"name": "support-bot", "version": "v1"},
+        },
+    }
+    body["spec"].update(spec)
+    return body
