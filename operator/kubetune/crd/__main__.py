@@ -1,4 +1,10 @@
-"""``python -m kubetune.crd generate [--check] [--dir crds]``."""
+"""``python -m kubetune.crd generate [--check] [--dir DIR ...]``.
+
+Without ``--dir`` the CRDs go to both of their homes: ``crds/`` (for ``kubectl apply`` and
+the tests) and the Helm chart's ``files/crds/``, which the chart renders as templates so that
+``helm upgrade`` upgrades them (Helm never upgrades its ``crds/`` directory). Both are
+generated, never edited, and ``--check`` covers both.
+"""
 
 import argparse
 import sys
@@ -6,30 +12,47 @@ from pathlib import Path
 
 from kubetune.crd.rendering import diff_all, write_all
 
+DEFAULT_DIRS = (Path("crds"), Path("helm/kubetune/files/crds"))
+"""Where ``generate`` writes, relative to the repository root (the working directory)."""
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the CRDs, or with ``--check`` report (and fail on) a stale directory."""
+    """Write the CRDs, or with ``--check`` report (and fail on) stale directories."""
     parser = argparse.ArgumentParser(prog="python -m kubetune.crd")
     commands = parser.add_subparsers(dest="command", required=True)
-    generate = commands.add_parser("generate", help="write crds/ from the API models")
+    generate = commands.add_parser("generate", help="write the CRDs from the API models")
     generate.add_argument(
         "--check",
         action="store_true",
-        help="write nothing; print a diff and exit 1 if the directory is stale",
+        help="write nothing; print a diff and exit 1 if a directory is stale",
     )
-    generate.add_argument("--dir", type=Path, default=Path("crds"), help="default: ./crds")
+    generate.add_argument(
+        "--dir",
+        type=Path,
+        action="append",
+        dest="dirs",
+        help="a directory to write or check (repeatable); default: "
+        + " and ".join(str(d) for d in DEFAULT_DIRS),
+    )
     args = parser.parse_args(argv)
+    directories: list[Path] = args.dirs or list(DEFAULT_DIRS)
 
     if args.check:
-        diff = diff_all(args.dir)
-        if diff:
-            sys.stdout.write(diff)
-            print(f"{args.dir} is stale: run `python -m kubetune.crd generate`", file=sys.stderr)
-            return 1
-        return 0
-    for path in write_all(args.dir):
-        print(f"wrote {path}")
+        stale = [d for d in directories if _report_stale(d)]
+        return 1 if stale else 0
+    for directory in directories:
+        for path in write_all(directory):
+            print(f"wrote {path}")
     return 0
+
+
+def _report_stale(directory: Path) -> bool:
+    """Print the diff of a stale ``directory``; whether it was stale."""
+    diff = diff_all(directory)
+    if diff:
+        sys.stdout.write(diff)
+        print(f"{directory} is stale: run `python -m kubetune.crd generate`", file=sys.stderr)
+    return bool(diff)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubetune.api import KINDS, Adapter, FineTuneJob, InferenceDeployment, KubeObject
 from kubetune.crd import build_crd, diff_all, render_all, write_all
-from kubetune.crd.__main__ import main
+from kubetune.crd.__main__ import DEFAULT_DIRS, main
 
 pytestmark = pytest.mark.unit
 
@@ -204,9 +204,24 @@ def test_printer_columns_point_at_fields(kind: type[KubeObject], columns: list[s
             assert field["type"] == column["type"]
 
 
-def test_crds_directory_is_up_to_date() -> None:
-    """The staleness check: fails when a model changed and `generate` was not run."""
-    assert diff_all(REPO / "crds") == "", "run: python -m kubetune.crd generate"
+@pytest.mark.parametrize("directory", DEFAULT_DIRS, ids=str)
+def test_crds_directory_is_up_to_date(directory: Path) -> None:
+    """The staleness check, for crds/ and the Helm chart's copy: fails when a model changed
+    and `generate` was not run, or when a CRD was edited by hand."""
+    assert diff_all(REPO / directory) == "", "run: python -m kubetune.crd generate"
+
+
+def test_generate_writes_and_checks_every_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate"]) == 0
+    for directory in DEFAULT_DIRS:
+        assert diff_all(directory) == ""
+    chart_copy = DEFAULT_DIRS[1] / "adapters.kubetune.io.yaml"
+    chart_copy.write_text(chart_copy.read_text() + "# edited\n")
+    assert main(["generate", "--check"]) == 1
+    assert f"{DEFAULT_DIRS[1]} is stale" in capsys.readouterr().err
 
 
 def test_rendered_yaml_loads_back_to_the_manifests() -> None:
