@@ -1,0 +1,5 @@
+"""``python -m kubetune_server``: the same as ``kubetune-serve``."""
+
+from kubetune_server.cli import main
+
+main()
