@@ -70,6 +70,7 @@ def build_tiny_model(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     max_positions: int = 512,
+    head_std: float = 0.1,
     seed: int = 0,
 ) -> Path:
     """Write a tokenizer and a random-init Llama model to ``path`` and return ``path``."""
@@ -115,5 +116,10 @@ def build_tiny_model(
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(path)
+    model = LlamaForCausalLM(config)
+    # With the usual 0.02 init the head cannot produce a logit above ~1.3 after the final
+    # norm, and LoRA (which leaves the head alone) could never make a confident prediction.
+    # A wider head keeps the starting loss near ln(vocab) yet lets an adapter learn a task.
+    torch.nn.init.normal_(model.lm_head.weight, std=head_std)
+    model.save_pretrained(path)
     return path

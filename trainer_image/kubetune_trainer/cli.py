@@ -3,8 +3,10 @@
     kubetune-train --config job.yaml                 # train; resume if checkpoints exist
     kubetune-train validate --config job.yaml [--report report.json]
 
-Exit status 0 on success (validate: the data is valid), 1 on a failure with a reason (also
-written as JSON to the termination-message path), 2 on bad usage.
+Exit status 0 on success (validate: the data is valid); 3 on a failure that a retry would
+meet again (invalid spec or data, missing base model, denied access, out of memory, NaN
+loss), so the Job fails at once; 1 on other failures; 2 on bad usage. A failure's reason and
+message are also written as JSON to the termination-message path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +23,14 @@ from typing import Any
 
 from kubetune.api import Reason
 
-from kubetune_trainer import termination
+from kubetune_trainer import distributed, termination
 from kubetune_trainer.datasets.validation import OverLength
 from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.jobspec import load_spec
 from kubetune_trainer.settings import RunSettings
 
 COMMANDS = ("train", "validate")
+EXIT_PERMANENT = 3
 log = logging.getLogger("kubetune_trainer")
 
 
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = _settings(args)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         spec = load_spec(args.config)
         if args.command == "validate":
@@ -98,14 +103,20 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_training(spec, settings)
     except TrainerError as exc:
         log.error("%s", exc)
-        _finish(settings, termination.failure(exc))
-        return 1
+        termination.write(settings.termination_path, termination.failure(exc), first_only=True)
+        return EXIT_PERMANENT if exc.permanent else 1
     except Exception as exc:
         log.exception("the trainer failed unexpectedly")
-        _finish(settings, termination.unexpected(exc))
+        termination.write(settings.termination_path, termination.unexpected(exc), first_only=True)
         return 1
-    _finish(settings, summary)
+    if distributed.is_main():
+        termination.write(settings.termination_path, summary)
     return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """Kubernetes stops a pod with SIGTERM (preemption, deletion, deadline): leave a reason."""
+    raise TrainerError(Reason.PREEMPTED, "the trainer was stopped by SIGTERM")
 
 
 def _validate(spec: Any, settings: RunSettings, report_path: Path | None) -> int:
@@ -116,8 +127,8 @@ def _validate(spec: Any, settings: RunSettings, report_path: Path | None) -> int
     _emit(report, report_path)
     ensure_valid(inputs, spec)
     warnings = f"{report['warningCount']} warnings" if report["warningCount"] else ""
-    _finish(
-        settings,
+    termination.write(
+        settings.termination_path,
         {
             "phase": "Validated",
             "reason": str(Reason.DATASET_VALID),
@@ -136,5 +147,5 @@ def _emit(report: dict[str, Any], path: Path | None) -> None:
         path.write_text(text + "\n")
 
 
-def _finish(settings: RunSettings, summary: dict[str, Any]) -> None:
-    termination.write(settings.termination_path, summary)
+if __name__ == "__main__":  # torchrun ... -m kubetune_trainer.cli train --config job.yaml
+    raise SystemExit(main())

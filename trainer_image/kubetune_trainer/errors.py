@@ -12,6 +12,19 @@ from typing import Any
 
 from kubetune.api.conditions import Reason
 
+# Failures that the same spec and data would meet again: retrying the pod cannot help.
+PERMANENT = frozenset(
+    {
+        Reason.INVALID_SPEC,
+        Reason.DATASET_INVALID,
+        Reason.DIGEST_MISMATCH,
+        Reason.BASE_MODEL_NOT_FOUND,
+        Reason.S3_ACCESS_DENIED,
+        Reason.OUT_OF_MEMORY,
+        Reason.NAN_LOSS,
+    }
+)
+
 
 class TrainerError(Exception):
     """A failure with a reason the operator can switch on and a message a person can act on."""
@@ -21,6 +34,11 @@ class TrainerError(Exception):
         self.reason = reason
         self.message = message
         self.details = details or {}
+
+    @property
+    def permanent(self) -> bool:
+        """Whether a retry would fail the same way (the Job should fail at once)."""
+        return self.reason in PERMANENT
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"

@@ -63,9 +63,15 @@ def unexpected(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def write(path: Path, summary: dict[str, Any]) -> None:
-    """Write the summary; a path that cannot be written (no such mount) is not an error."""
+def write(path: Path, summary: dict[str, Any], *, first_only: bool = False) -> None:
+    """Write the summary; a path that cannot be written (no such mount) is not an error.
+
+    ``first_only`` keeps a summary already there: with several processes the first failure
+    is the cause, and the others (stopped by the launcher) only echo it.
+    """
     try:
+        if first_only and path.is_file() and path.stat().st_size > 0:
+            return
         path.write_bytes(fit(summary))
     except OSError as exc:
         log.info("no termination message written to %s: %s", path, exc.strerror or exc)

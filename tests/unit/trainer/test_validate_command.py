@@ -98,7 +98,7 @@ def test_invalid_data_fails_with_dataset_invalid_and_the_lines(tmp_path, volume,
         ]
     )
 
-    assert code == 1
+    assert code == 3
     report = json.loads(capsys.readouterr().out)
     assert [(i["line"], i["problem"]) for i in report["issues"]] == [
         (2, "invalid_json"),
@@ -130,7 +130,7 @@ def test_over_length_reject_is_a_flag(tmp_path, volume, capsys):
     rejected = main(["validate", "--config", config, "--over-length", "reject", *common])
     rejected_report = json.loads(capsys.readouterr().out)
 
-    assert rejected == 1
+    assert rejected == 3
     assert [(i["line"], i["problem"]) for i in rejected_report["issues"]] == [(2, "too_long")]
 
 
@@ -151,7 +151,7 @@ def test_a_missing_base_model_is_base_model_not_found(tmp_path, volume):
         ]
     )
 
-    assert code == 1
+    assert code == 3
     assert json.loads(summary.read_text())["reason"] == "BaseModelNotFound"
 
 
@@ -162,5 +162,5 @@ def test_a_spec_the_api_rejects_is_invalid_spec(tmp_path):
 
     code = main(["--config", str(path), "--termination-path", str(summary)])
 
-    assert code == 1
+    assert code == 3
     assert json.loads(summary.read_text())["reason"] == "InvalidSpec"
