@@ -1,4 +1,8 @@
-"""``kubetune-cluster up|down|status|env``: the local cluster and S3 server from a shell."""
+"""``kubetune-cluster up|down|status|env|agent``: the local cluster and S3 server from a shell.
+
+``agent`` runs the node agent (pods on node local-agent-0 as local processes) in the
+foreground against the cluster in ``--dir``; other options go to ``localcluster.nodeagent``.
+"""
 
 from __future__ import annotations
 
@@ -21,14 +25,16 @@ def _env_lines(root: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubetune-cluster", description=__doc__)
-    parser.add_argument("command", choices=["build", "up", "down", "status", "env"])
+    parser.add_argument("command", choices=["build", "up", "down", "status", "env", "agent"])
     parser.add_argument(
         "--dir",
         type=Path,
         default=Path(".kubetune"),
         help="where the cluster and S3 keep their state (default: ./.kubetune)",
     )
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "agent":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     root: Path = args.dir.resolve()
     cluster, s3 = Cluster(root / "cluster"), S3Server(root / "s3")
 
@@ -60,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, ok in states.items():
                 print(f"{name:26} {'up' if ok else 'DOWN'}")
             return 0 if all(states.values()) else 1
+        case "agent":
+            # Imported here: the Kubernetes client is slow to import and only the agent uses it.
+            from localcluster import nodeagent
+
+            kubeconfig = str(cluster.info.kubeconfig)
+            return nodeagent.main(["--kubeconfig", kubeconfig, "--dir", str(root / "agent"), *rest])
     return 0
 
 
