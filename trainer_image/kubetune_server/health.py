@@ -63,7 +63,10 @@ async def readyz(request: Request) -> JSONResponse:
     if registry.ready:
         return _answer(200, **state)
     waiting = [a["version"] for a in state["adapters"] if a["state"] in ("Pending", "Loading")]
-    reason = f"waiting for adapters: {', '.join(waiting)}" if waiting else "waiting for a config"
+    if waiting:
+        reason = f"waiting for adapters: {', '.join(waiting)}"
+    else:
+        reason = registry.config_error or "waiting for a config"
     return _answer(503, reason=reason, **state)
 
 

@@ -274,6 +274,8 @@ class AdapterRegistry:
 
     async def _reconcile(self) -> None:
         serial = self._serial
+        if serial == 0:
+            return  # no desired config yet (e.g. the config file is unreadable): not ready
         for record in list(self._records.values()):
             if self._serial != serial:
                 return  # the desired config changed; run() starts over

@@ -92,7 +92,7 @@ class ServerFactory:
     def __call__(
         self,
         *,
-        config: dict[str, Any] | None = None,
+        config: dict[str, Any] | str | None = None,
         wait_ready: bool = True,
         max_lora_rank: int | None = None,
         max_active: int = 8,
@@ -100,7 +100,7 @@ class ServerFactory:
         config_path = None
         if config is not None:
             config_path = self.root / f"serving-{secrets.token_hex(3)}.json"
-            config_path.write_text(json.dumps(config))
+            config_path.write_text(config if isinstance(config, str) else json.dumps(config))
         settings = Settings(
             model=ModelSettings(name=TINY_BASE, uri=str(self.tiny_model)),
             adapters=AdapterSettings(

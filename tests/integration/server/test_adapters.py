@@ -202,3 +202,26 @@ def test_a_bad_adapter_is_refused_and_the_server_stays_healthy(
     assert server.text("bot-b") == before
     assert len(server.runtime.engine.slots.slots) == 1
     assert server.client.delete("/v1/admin/adapters/bad").status_code == 200
+
+
+def test_a_bad_config_file_changes_nothing(serve, s3, s3_source, lora_dirs):
+    serve.mount_credentials(s3)
+    server = serve(config="adapters: [not, a, config", wait_ready=False)
+    failing = eventually(
+        lambda: (r := server.client.get("/readyz")).status_code == 503
+        and r.json().get("configError")
+        and r.json(),
+        what="the config error reported",
+    )
+    assert "not YAML" in failing["configError"]
+
+    good = {"generation": 1, "adapters": [s3_source(lora_dirs["a"], "bot-a")]}
+    server.config_path.write_text(json.dumps(good))
+    eventually(lambda: server.client.get("/readyz").status_code == 200, what="ready")
+    answer = server.text("bot-a")
+
+    server.config_path.write_text(json.dumps({"adapters": [], "routes": {"x": {"y": 1}}}))
+    eventually(lambda: server.state()["configError"], what="the second error reported")
+    assert "unknown versions: y" in server.state()["configError"]
+    assert server.state()["appliedGeneration"] == 1
+    assert server.text("bot-a") == answer
