@@ -96,6 +96,7 @@ class ServerFactory:
         wait_ready: bool = True,
         max_lora_rank: int | None = None,
         max_active: int = 8,
+        admin_token: str | None = None,
     ) -> Server:
         config_path = None
         if config is not None:
@@ -112,7 +113,9 @@ class ServerFactory:
                 retry_base=0.1,
                 retry_max=0.5,
             ),
-            serving=ServingSettings(host="127.0.0.1", port=0, max_active=max_active),
+            serving=ServingSettings(
+                host="127.0.0.1", port=0, max_active=max_active, admin_token=admin_token
+            ),
         )
         app = create_app(settings)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
@@ -121,7 +124,8 @@ class ServerFactory:
         eventually(lambda: server.started, timeout=30, what="uvicorn started")
         port = server.servers[0].sockets[0].getsockname()[1]
         url = f"http://127.0.0.1:{port}"
-        client = httpx.Client(base_url=url, timeout=60)
+        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        client = httpx.Client(base_url=url, timeout=60, headers=headers)
         self._running.append((server, thread, client))
         running = Server(url, client, app.state.runtime, config_path)
         if wait_ready:

@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import httpx
 import pytest
+from kubetune.api import FineTuneJobSpec
+from kubetune_trainer.artifacts import build_manifest, publish_artifact
+from kubetune_trainer.layout import RunLayout
+from kubetune_trainer.storage import ObjectStore
 from support.loras import TINY_BASE, make_lora, upload
 from support.polling import eventually
 from support.tinymodel import build_tiny_model
@@ -225,3 +230,55 @@ def test_a_bad_config_file_changes_nothing(serve, s3, s3_source, lora_dirs):
     assert "unknown versions: y" in server.state()["configError"]
     assert server.state()["appliedGeneration"] == 1
     assert server.text("bot-a") == answer
+
+
+def test_an_artifact_published_by_the_trainer_is_served(
+    serve, s3, s3_source, module_bucket, tiny_model, tmp_path
+):
+    """The contract end to end: the trainer's manifest and layout, the runtime's checks."""
+    directory = make_lora(tiny_model, tmp_path / "trained", seed=5, r=4)
+    spec = FineTuneJobSpec.model_validate({
+        "baseModel": {"name": TINY_BASE},
+        "dataset": {"uri": "s3://datasets/train.jsonl"},
+        "output": {"uri": f"s3://{module_bucket}/bot/"},
+        "adapter": {"name": "bot", "version": "v9"},
+        "lora": {"r": 4, "alpha": 8, "targetModules": ["q_proj", "v_proj", "down_proj"]},
+    })
+    manifest = build_manifest(spec, directory, run_id="run1", metrics={}, dataset_sha256="0" * 64)
+    layout = RunLayout.of(spec.output.uri, "run1")
+    artifact = publish_artifact(ObjectStore(s3.client()), layout, directory, manifest)
+
+    serve.mount_credentials(s3)
+    server = serve()
+    entry = {**s3_source(directory, "bot-v9"), "uri": artifact.uri, "digest": artifact.digest}
+    response = server.client.post("/v1/admin/adapters", json=entry)
+    assert response.status_code == 200, response.text
+    assert response.json()["digest"] == artifact.digest
+    same_files = {"version": "local", "uri": str(directory)}
+    assert server.client.post("/v1/admin/adapters", json=same_files).status_code == 200
+    assert server.text("bot-v9") == server.text("local")
+
+
+def test_the_admin_api_sets_config_and_routes_behind_a_token(serve, lora_dirs):
+    server = serve(admin_token="s3cr3t")
+    assert httpx.get(f"{server.url}/v1/admin/state").status_code == 401
+    config = {
+        "generation": 5,
+        "adapters": [{"version": "v1", "uri": str(lora_dirs["a"])},
+                     {"version": "v2", "uri": str(lora_dirs["b"])}],
+        "routes": {"bot": {"v1": 1}},
+    }
+    applied = server.client.put("/v1/admin/config", json=config, params={"timeout": 30})
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["appliedGeneration"] == 5
+
+    routed = server.client.put("/v1/admin/routes/bot", json={"v1": 1, "v2": 1})
+    assert routed.json()["routes"] == {"bot": {"v1": 1, "v2": 1}}
+    versions = {server.complete("bot", max_tokens=1).headers["x-kubetune-adapter-version"]
+                for _ in range(2)}
+    assert versions == {"v1", "v2"}
+    assert server.client.put("/v1/admin/routes/bot", json={"v9": 1}).status_code == 422
+
+    assert server.client.delete("/v1/admin/routes/bot").status_code == 200
+    assert server.complete("bot").status_code == 404
+    assert server.complete("v2").status_code == 200
