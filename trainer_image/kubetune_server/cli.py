@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--model-s3-endpoint", help="S3 endpoint for an s3:// --model-uri")
     model.add_argument("--model-s3-region", help="S3 region for an s3:// --model-uri")
+    model.add_argument(
+        "--model-cache-dir",
+        type=Path,
+        default=ModelSettings.download_dir,
+        help="where an s3:// model is downloaded",
+    )
     adapters = parser.add_argument_group("adapters")
     adapters.add_argument("--config", type=Path, help="serving config file (mounted ConfigMap)")
     adapters.add_argument(
@@ -76,6 +82,7 @@ def settings_from_args(argv: Sequence[str] | None = None) -> tuple[Settings, str
             dtype=args.dtype,
             endpoint=args.model_s3_endpoint,
             region=args.model_s3_region,
+            download_dir=args.model_cache_dir,
         ),
         adapters=AdapterSettings(
             cache_dir=args.adapter_cache_dir,

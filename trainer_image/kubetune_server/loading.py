@@ -41,7 +41,7 @@ def load_base_model(settings: Settings) -> tuple[Any, Any]:
                 "region": model.region,
             }
         )
-        ref = fetch_base_model(source, settings.adapters.cache_dir.parent / "base-model")
+        ref = fetch_base_model(source, model.download_dir)
     tokenizer = load_tokenizer(ref)
     dtype = model.dtype if model.dtype == "auto" else getattr(torch, model.dtype)
     loaded = AutoModelForCausalLM.from_pretrained(

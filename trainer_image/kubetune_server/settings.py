@@ -28,6 +28,8 @@ class ModelSettings:
     """S3 endpoint when ``uri`` is s3://."""
     region: str | None = None
     """S3 region when ``uri`` is s3://."""
+    download_dir: Path = Path("/var/cache/kubetune/model")
+    """Where an s3:// model is downloaded (kept across restarts of the container)."""
 
     @property
     def public_name(self) -> str:
