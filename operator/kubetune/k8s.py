@@ -23,6 +23,10 @@ class TransientError(Exception):
     """The apiserver could not answer now; the handler should be retried."""
 
 
+class ConflictError(Exception):
+    """The object changed since it was read; read it again and decide again."""
+
+
 @cache
 def api() -> client.ApiClient:
     """One API client per process: in-cluster config, else the kubeconfig."""
@@ -149,17 +153,29 @@ def list_custom(plural: str, namespace: str) -> list[dict[str, Any]]:
     return list(result.get("items", []))
 
 
-def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Replace the status fields given (a merge patch on the status subresource)."""
-    _call(
-        client.CustomObjectsApi(api()).patch_namespaced_custom_object_status,
-        constants.GROUP,
-        constants.VERSION,
-        namespace,
-        plural,
-        name,
-        {"status": status},
-    )
+def patch_status(
+    plural: str, namespace: str, name: str, status: dict[str, Any], *, resource_version: str
+) -> None:
+    """Merge ``status`` into the object's status if it is still at ``resource_version``.
+
+    The precondition turns a lost update (two handlers writing from stale reads) into a
+    ConflictError, after which the caller reads again and decides again.
+    """
+    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+    try:
+        _call(
+            client.CustomObjectsApi(api()).patch_namespaced_custom_object_status,
+            constants.GROUP,
+            constants.VERSION,
+            namespace,
+            plural,
+            name,
+            body,
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            raise ConflictError(f"{plural}/{name} changed since it was read") from exc
+        raise
 
 
 def read_secret(namespace: str, name: str) -> dict[str, str]:

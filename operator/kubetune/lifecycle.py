@@ -37,6 +37,7 @@ class Action(StrEnum):
     START_TRAINING = "StartTraining"  # training Job (+ rendezvous Service)
     SUSPEND_TRAINING = "SuspendTraining"
     RESUME_TRAINING = "ResumeTraining"
+    STOP_VALIDATION = "StopValidation"  # delete the validation Job, e.g. on ImagePullFailed
     STOP_TRAINING = "StopTraining"  # delete the training Job (its pods), e.g. on ImagePullFailed
     CREATE_ADAPTER = "CreateAdapter"
 
@@ -154,6 +155,12 @@ class _Planner:
             reason, message = classify_failure(obs.validation, obs.pods, CONTAINER)
             self.condition(Cond.VALIDATED, False, reason, message)
             self.fail(reason, message)
+            return False
+        pull = image_pull_failure(obs.pods)
+        if pull and not _job_condition(obs.validation, "Complete"):
+            self.plan.actions.append(Action.STOP_VALIDATION)
+            self.condition(Cond.VALIDATED, False, Reason.IMAGE_PULL_FAILED, pull)
+            self.fail(Reason.IMAGE_PULL_FAILED, pull)
             return False
         if not _job_condition(obs.validation, "Complete"):
             self.phase(Phase.VALIDATING, Reason.VALIDATING_DATASET, "dataset validation started")

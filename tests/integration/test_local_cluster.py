@@ -19,7 +19,7 @@ GPU_NODES = "kubetune.io/pool=gpu"
 def _container(gpus: int = 1) -> client.V1Container:
     return client.V1Container(
         name="main",
-        image="registry.invalid/worker:1",
+        image="example.com/worker:1",
         resources=client.V1ResourceRequirements(limits={GPU_RESOURCE: str(gpus)}),
     )
 

@@ -9,13 +9,16 @@ import sys
 from pathlib import Path
 
 from localcluster.processes import free_port, http_ok
+
 from support.polling import eventually
 
 
 class OperatorProcess:
     """One operator replica; ``kill()`` is a SIGKILL, as a node failure would deliver."""
 
-    def __init__(self, kubeconfig: Path, log: Path, *, identity: str = "replica-0", **env: str) -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, *, identity: str = "replica-0", **env: str
+    ) -> None:
         self.kubeconfig, self.log, self.identity = kubeconfig, log, identity
         self.health_port = free_port()
         self.env = {
@@ -44,7 +47,8 @@ class OperatorProcess:
         return self
 
     def ready(self) -> bool:
-        assert self.proc is not None and self.proc.poll() is None, self.tail()
+        assert self.proc is not None
+        assert self.proc.poll() is None, self.tail()
         return http_ok(f"http://127.0.0.1:{self.health_port}/readyz")
 
     def metrics(self) -> str:

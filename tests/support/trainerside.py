@@ -13,6 +13,7 @@ from typing import Any
 
 from kubernetes import client
 from kubetune import artifacts
+
 from support.polling import eventually
 
 
@@ -22,7 +23,12 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def publish_artifact(
-    s3: Any, output_uri: str, run: str, files: dict[str, bytes], *, metrics: dict[str, Any] | None = None
+    s3: Any,
+    output_uri: str,
+    run: str,
+    files: dict[str, bytes],
+    *,
+    metrics: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """Upload ``files`` then the manifest (last, as the trainer does); (adapter uri, digest)."""
     prefix = artifacts.adapter_uri(output_uri, run)
@@ -64,8 +70,12 @@ def running_pod(api: client.ApiClient, namespace: str, job_name: str) -> client.
 
 
 def finish_pod(
-    api: client.ApiClient, pod: client.V1Pod, exit_code: int, summary: dict[str, Any] | None = None,
-    *, reason: str | None = None,
+    api: client.ApiClient,
+    pod: client.V1Pod,
+    exit_code: int,
+    summary: dict[str, Any] | None = None,
+    *,
+    reason: str | None = None,
 ) -> None:
     """End a kwok-run pod with ``exit_code`` and the trainer's summary as termination message."""
     annotations = {"kwok.kubetune.io/exit-code": str(exit_code)}

@@ -108,4 +108,5 @@ def _write(adapter: Adapter, status: AdapterStatus) -> None:
         adapter.metadata["namespace"],
         adapter.metadata["name"],
         status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        resource_version=adapter.metadata["resourceVersion"],
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +30,7 @@ from kubetune.builders.training import (
     validation_job_name,
 )
 from kubetune.controllers.common import SETTINGS, parse, store_for, transient
+from kubetune.failures import image_pull_failure, was_preempted
 from kubetune.lifecycle import Action, Observed, Plan, needs_artifact_check, plan_finetunejob
 from kubetune.status import now
 from kubetune.storage.s3 import ArtifactStore, StorageError
@@ -51,15 +53,42 @@ def finetunejob_job_changed(body: kopf.Body, **_: Any) -> None:
 
 
 def _pod_cannot_pull(body: kopf.Body, **_: Any) -> bool:
-    statuses = (body.get("status") or {}).get("containerStatuses") or []
-    return any("waiting" in (s.get("state") or {}) for s in statuses)
+    return image_pull_failure([dict(body)]) is not None
 
 
 @kopf.on.event(
     "", "v1", "pods", labels={constants.LABEL_FINETUNEJOB: kopf.PRESENT}, when=_pod_cannot_pull
 )
 def finetunejob_pod_waiting(body: kopf.Body, **_: Any) -> None:
+    """A pod that cannot pull its image changes nothing in its Job: watch the pod itself."""
     _reconcile_owner(body)
+
+
+def _pod_preempted(body: kopf.Body, type: str | None, **_: Any) -> bool:
+    return type == "DELETED" and was_preempted(dict(body))
+
+
+@kopf.on.event(
+    "", "v1", "pods", labels={constants.LABEL_FINETUNEJOB: kopf.PRESENT}, when=_pod_preempted
+)
+def finetunejob_pod_preempted(body: kopf.Body, **_: Any) -> None:
+    """Count an attempt lost to preemption; the pod failure policy does not count it."""
+    namespace = body["metadata"]["namespace"]
+    owner = body["metadata"]["labels"][constants.LABEL_FINETUNEJOB]
+
+    def count(job: FineTuneJob) -> None:
+        status = (job.status or FineTuneJobStatus()).model_copy(deep=True)
+        status.attempts += 1
+        _write_status(job, status)
+
+    job = _with_fresh_reads(namespace, owner, count)
+    if job is None:
+        return
+    message = (
+        f"pod {body['metadata']['name']} was preempted; "
+        "the next attempt resumes from the last checkpoint"
+    )
+    kopf.event(_ref(job), type="Warning", reason=str(Reason.PREEMPTED), message=message)
 
 
 def _is_training(body: kopf.Body, **_: Any) -> bool:
@@ -84,7 +113,10 @@ def finetunejob_progress(body: kopf.Body, **_: Any) -> None:
         status.checkpoint_uri = report["checkpointUri"]
     if isinstance(report.get("trainedTokens"), int):
         status.trained_tokens = report["trainedTokens"]
-    _write_status(job, status)
+    try:
+        _write_status(job, status)
+    except k8s.ConflictError:
+        log.info("%s changed while reading progress; the next tick retries", job.metadata["name"])
 
 
 def _reconcile_owner(child: kopf.Body) -> None:
@@ -95,16 +127,36 @@ def _reconcile_owner(child: kopf.Body) -> None:
         reconcile(body)
 
 
+def _with_fresh_reads(
+    namespace: str, name: str, act: Callable[[FineTuneJob], None], body: Any = None
+) -> FineTuneJob | None:
+    """Run ``act`` on the FineTuneJob, reading it again whenever its status write conflicts."""
+    for _ in range(5):
+        if body is None:
+            body = k8s.get_custom(PLURAL, namespace, name)
+            if body is None:
+                return None
+        job = parse(FineTuneJob, body)
+        try:
+            act(job)
+        except k8s.ConflictError:
+            body = None
+            continue
+        return job
+    raise kopf.TemporaryError(f"{name}: status kept changing under this handler", delay=1)
+
+
 def _store(job: FineTuneJob) -> ArtifactStore:
     return store_for(job.spec.output, job.metadata["namespace"])
 
 
 def reconcile(body: Any) -> None:
     started = time.monotonic()
-    job = parse(FineTuneJob, body)
+    meta = body["metadata"]
     try:
-        plan = _plan(job)
-        _execute(job, plan)
+        _with_fresh_reads(
+            meta["namespace"], meta["name"], lambda job: _execute(job, _plan(job)), body
+        )
     except (k8s.TransientError, StorageError) as exc:
         metrics.record_reconcile("FineTuneJob", started, ok=False)
         raise transient(exc) from exc
@@ -168,6 +220,8 @@ def _execute(job: FineTuneJob, plan: Plan) -> None:
                     training_job_name(job),
                     action == Action.SUSPEND_TRAINING,
                 )
+            case Action.STOP_VALIDATION:
+                k8s.delete_job(job.metadata["namespace"], validation_job_name(job))
             case Action.STOP_TRAINING:
                 k8s.delete_job(job.metadata["namespace"], training_job_name(job))
             case Action.CREATE_ADAPTER:
@@ -201,4 +255,10 @@ def _write_status(job: FineTuneJob, status: FineTuneJobStatus) -> None:
     )
     after = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     if before != after or job.status is None:
-        k8s.patch_status(PLURAL, job.metadata["namespace"], job.metadata["name"], after)
+        k8s.patch_status(
+            PLURAL,
+            job.metadata["namespace"],
+            job.metadata["name"],
+            after,
+            resource_version=job.metadata["resourceVersion"],
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,24 +11,42 @@ import pytest
 from kubernetes import client
 from localcluster import Cluster, S3Info
 from support.operator import OperatorProcess
+from support.polling import eventually
 
 
 @pytest.fixture(scope="session")
 def operator(
     cluster: Cluster, kubetune_crds: list[str], s3: S3Info, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """One cluster-wide operator for the session's scenarios."""
+    """One operator for the session's scenarios, watching the per-test namespaces (kt-*);
+    tests that kill or duplicate operators run their own in namespaces outside that glob."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(cluster.info.kubeconfig, log).start()
+    process = OperatorProcess(cluster.info.kubeconfig, log, KUBETUNE_NAMESPACES="kt-*").start()
     yield process
     process.stop()
 
 
 @pytest.fixture
 def s3_secret(api_client: client.ApiClient, namespace: str, s3: S3Info) -> str:
+    """The S3 credentials Secret in the test namespace; its name."""
+    return make_secret(api_client, namespace, s3)
+
+
+@pytest.fixture
+def own_namespace(api_client: client.ApiClient) -> Iterator[str]:
+    """A namespace the session operator does not watch, for a test's own operators."""
+    core = client.CoreV1Api(api_client)
+    name = f"own-{secrets.token_hex(4)}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    eventually(lambda: core.read_namespaced_service_account("default", name))
+    yield name
+    core.delete_namespace(name)
+
+
+def make_secret(api: client.ApiClient, namespace: str, s3: S3Info) -> str:
     """A Secret with the S3 credentials, as users create it; its name."""
     data = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
-    client.CoreV1Api(api_client).create_namespaced_secret(
+    client.CoreV1Api(api).create_namespaced_secret(
         namespace,
         client.V1Secret(
             metadata=client.V1ObjectMeta(name="s3-creds"),
@@ -45,7 +64,11 @@ def make_finetunejob(name: str, bucket: str, endpoint: str, **spec: Any) -> dict
         "kind": "FineTuneJob",
         "metadata": {"name": name},
         "spec": {
-            "baseModel": {"name": "kubetune/tiny-llama", "uri": f"s3://{bucket}/models/tiny/", **access},
+            "baseModel": {
+                "name": "kubetune/tiny-llama",
+                "uri": f"s3://{bucket}/models/tiny/",
+                **access,
+            },
             "dataset": {"uri": f"s3://{bucket}/data/train.jsonl", "validationSplit": 0.1, **access},
             "method": "qlora",
             "lora": {"r": 8, "alpha": 16},

@@ -12,45 +12,20 @@ from kubetune.api import FineTuneJob
 from localcluster import S3Info
 from support.operator import OperatorProcess
 from support.polling import eventually
+from support.resources import (
+    GROUP,
+    VERSION,
+    conditions,
+    create,
+    get,
+    phase_is,
+    read_job,
+    status_of,
+    validation_summary,
+)
 from support.trainerside import finish_pod, publish_artifact, running_pod, write_progress
 
 from .conftest import make_finetunejob
-
-GROUP, VERSION = "kubetune.io", "v1alpha1"
-
-
-def _create(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "finetunejobs", body
-    )
-
-
-def _get(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    return client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name
-    )
-
-
-def _status(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    return _get(api, namespace, plural, name).get("status") or {}
-
-
-def _phase_is(api: client.ApiClient, namespace: str, name: str, phase: str) -> dict[str, Any] | None:
-    status = _status(api, namespace, "finetunejobs", name)
-    return status if status.get("phase") == phase else None
-
-
-def _job(api: client.ApiClient, namespace: str, name: str) -> client.V1Job:
-    return client.BatchV1Api(api).read_namespaced_job(name, namespace)
-
-
-def _validation_summary() -> dict[str, Any]:
-    return {
-        "phase": "Validated",
-        "reason": "DatasetValid",
-        "message": "",
-        "dataset": {"sha256": "b" * 64, "format": "chat", "records": 90, "evalRecords": 10},
-    }
 
 
 @pytest.fixture
@@ -59,59 +34,92 @@ def ftj_spec(bucket: str, s3: S3Info, s3_secret: str) -> dict[str, Any]:
 
 
 def test_apply_to_ready_adapter(
-    api_client: client.ApiClient, namespace: str, operator: OperatorProcess, s3: S3Info,
-    bucket: str, ftj_spec: dict[str, Any],
+    api_client: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Info,
+    bucket: str,
+    ftj_spec: dict[str, Any],
 ) -> None:
     applied = time.monotonic()
-    _create(api_client, namespace, ftj_spec)
+    create(api_client, namespace, "finetunejobs", ftj_spec)
 
     # Validation runs first, on CPU: no GPU is requested before the data is known good.
-    validation = eventually(lambda: _job(api_client, namespace, "support-bot-validate"), timeout=5,
-                            what="validation Job within 5 s")
+    validation = eventually(
+        lambda: read_job(api_client, namespace, "support-bot-validate"),
+        timeout=5,
+        what="validation Job within 5 s",
+    )
     assert time.monotonic() - applied < 5
     vpod = validation.spec.template.spec
     assert "nvidia.com/gpu" not in (vpod.containers[0].resources.limits or {})
     assert vpod.containers[0].args[:1] == ["validate"]
     assert vpod.automount_service_account_token is False
-    assert eventually(lambda: _phase_is(api_client, namespace, "support-bot", "Validating"))
-    finish_pod(api_client, running_pod(api_client, namespace, "support-bot-validate"), 0,
-               _validation_summary())
+    assert eventually(lambda: phase_is(api_client, namespace, "support-bot", "Validating"))
+    finish_pod(
+        api_client,
+        running_pod(api_client, namespace, "support-bot-validate"),
+        0,
+        validation_summary(),
+    )
 
-    training = eventually(lambda: _job(api_client, namespace, "support-bot-train"),
-                          what="training Job")
+    training = eventually(
+        lambda: read_job(api_client, namespace, "support-bot-train"), what="training Job"
+    )
     _assert_training_pod_spec(training, namespace)
-    status = eventually(lambda: _phase_is(api_client, namespace, "support-bot", "Running"))
-    assert status["dataset"] == {"sha256": "b" * 64, "format": "chat", "records": 90,
-                                 "evalRecords": 10}
-    conditions = {c["type"]: c for c in status["conditions"]}
-    assert conditions["Validated"]["status"] == "True"
-    assert conditions["Running"]["status"] == "True"
+    status = eventually(lambda: phase_is(api_client, namespace, "support-bot", "Running"))
+    assert status["dataset"] == {
+        "sha256": "b" * 64,
+        "format": "chat",
+        "records": 90,
+        "evalRecords": 10,
+    }
+    by_type = conditions(status)
+    assert by_type["Validated"]["status"] == "True"
+    assert by_type["Running"]["status"] == "True"
 
-    job = FineTuneJob.model_validate(_get(api_client, namespace, "finetunejobs", "support-bot"))
+    job = FineTuneJob.model_validate(get(api_client, namespace, "finetunejobs", "support-bot"))
     run = artifacts.run_id(job.spec)
     output = job.spec.output.uri
     s3_client = s3.client()
-    write_progress(s3_client, output, run, step=10, totalSteps=20, percent=50, epoch=0.5,
-                   trainLoss=1.25, tokensPerSecond=812.5, etaSeconds=30)
+    write_progress(
+        s3_client,
+        output,
+        run,
+        step=10,
+        totalSteps=20,
+        percent=50,
+        epoch=0.5,
+        trainLoss=1.25,
+        tokensPerSecond=812.5,
+        etaSeconds=30,
+    )
     progress = eventually(
-        lambda: _status(api_client, namespace, "finetunejobs", "support-bot").get("progress"),
+        lambda: status_of(api_client, namespace, "finetunejobs", "support-bot").get("progress"),
         what="progress in status",
     )
     assert (progress["step"], progress["totalSteps"], progress["trainLoss"]) == (10, 20, 1.25)
 
     files = {"adapter_config.json": b'{"r": 8}', "adapter_model.safetensors": b"\x00" * 4096}
     uri, digest = publish_artifact(s3_client, output, run, files)
-    finish_pod(api_client, running_pod(api_client, namespace, "support-bot-train"), 0,
-               {"phase": "Succeeded", "reason": "Completed", "message": "done"})
+    finish_pod(
+        api_client,
+        running_pod(api_client, namespace, "support-bot-train"),
+        0,
+        {"phase": "Succeeded", "reason": "Completed", "message": "done"},
+    )
 
-    status = eventually(lambda: _phase_is(api_client, namespace, "support-bot", "Succeeded"),
-                        what="Succeeded")
+    status = eventually(
+        lambda: phase_is(api_client, namespace, "support-bot", "Succeeded"), what="Succeeded"
+    )
     assert status["adapterRef"] == "support-bot-v1"
     assert status["artifactUri"] == uri
     assert status["attempts"] == 1
     adapter = eventually(
-        lambda: _status(api_client, namespace, "adapters", "support-bot-v1").get("phase") == "Ready"
-        and _get(api_client, namespace, "adapters", "support-bot-v1"),
+        lambda: (
+            status_of(api_client, namespace, "adapters", "support-bot-v1").get("phase") == "Ready"
+            and get(api_client, namespace, "adapters", "support-bot-v1")
+        ),
         what="Adapter Ready",
     )
     assert adapter["spec"]["digest"] == digest
@@ -120,9 +128,11 @@ def test_apply_to_ready_adapter(
     assert adapter["status"]["sizeBytes"] == sum(len(d) for d in files.values())
     assert adapter["status"]["files"] == 2
 
-    events = client.CoreV1Api(api_client).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=support-bot"
-    ).items
+    events = (
+        client.CoreV1Api(api_client)
+        .list_namespaced_event(namespace, field_selector="involvedObject.name=support-bot")
+        .items
+    )
     reasons = {e.reason for e in events}
     assert {"ValidatingDataset", "JobCreated", "Training", "Completed"} <= reasons
 
@@ -149,7 +159,9 @@ def _assert_training_pod_spec(job: client.V1Job, namespace: str) -> None:
     assert container.security_context.capabilities.drop == ["ALL"]
     assert container.termination_message_policy == "FallbackToLogsOnError"
     env = {e.name: e for e in container.env}
-    assert env["KUBETUNE_S3_OUTPUT_AWS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.name == "s3-creds"
+    assert (
+        env["KUBETUNE_S3_OUTPUT_AWS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.name == "s3-creds"
+    )
     assert env["KUBETUNE_S3_OUTPUT_AWS_SECRET_ACCESS_KEY"].value is None
     assert len(env["KUBETUNE_RUN_ID"].value) == 16
     mounts = {m.mount_path: m for m in container.volume_mounts}
@@ -159,98 +171,148 @@ def _assert_training_pod_spec(job: client.V1Job, namespace: str) -> None:
 
 
 def test_reapplying_a_finished_run_does_not_retrain(
-    api_client: client.ApiClient, namespace: str, operator: OperatorProcess, s3: S3Info,
-    bucket: str, ftj_spec: dict[str, Any],
+    api_client: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Info,
+    bucket: str,
+    ftj_spec: dict[str, Any],
 ) -> None:
     job = FineTuneJob.model_validate(ftj_spec)
-    publish_artifact(s3.client(), job.spec.output.uri, artifacts.run_id(job.spec),
-                     {"adapter_model.safetensors": b"\x01" * 100})
-    _create(api_client, namespace, ftj_spec)
-    finish_pod(api_client, running_pod(api_client, namespace, "support-bot-validate"), 0,
-               _validation_summary())
-    status = eventually(lambda: _phase_is(api_client, namespace, "support-bot", "Succeeded"))
-    succeeded = {c["type"]: c for c in status["conditions"]}["Succeeded"]
+    publish_artifact(
+        s3.client(),
+        job.spec.output.uri,
+        artifacts.run_id(job.spec),
+        {"adapter_model.safetensors": b"\x01" * 100},
+    )
+    create(api_client, namespace, "finetunejobs", ftj_spec)
+    finish_pod(
+        api_client,
+        running_pod(api_client, namespace, "support-bot-validate"),
+        0,
+        validation_summary(),
+    )
+    status = eventually(lambda: phase_is(api_client, namespace, "support-bot", "Succeeded"))
+    succeeded = conditions(status)["Succeeded"]
     assert succeeded["reason"] == "ArtifactExists"
     with pytest.raises(client.ApiException) as missing:
-        _job(api_client, namespace, "support-bot-train")
+        read_job(api_client, namespace, "support-bot-train")
     assert missing.value.status == 404
-    eventually(lambda: _status(api_client, namespace, "adapters", "support-bot-v1").get("phase")
-               == "Ready", what="Adapter Ready")
+    eventually(
+        lambda: (
+            status_of(api_client, namespace, "adapters", "support-bot-v1").get("phase") == "Ready"
+        ),
+        what="Adapter Ready",
+    )
 
 
 @pytest.mark.parametrize(
     ("summary", "reason", "kwok_reason", "exit_code"),
     [
-        ({"phase": "Failed", "reason": "DatasetInvalid", "message": "line 3: empty content"},
-         "DatasetInvalid", None, 3),
-        ({"phase": "Failed", "reason": "S3AccessDenied", "message": "s3://x denied"},
-         "S3AccessDenied", None, 3),
+        (
+            {"phase": "Failed", "reason": "DatasetInvalid", "message": "line 3: empty content"},
+            "DatasetInvalid",
+            None,
+            3,
+        ),
+        (
+            {"phase": "Failed", "reason": "S3AccessDenied", "message": "s3://x denied"},
+            "S3AccessDenied",
+            None,
+            3,
+        ),
         (None, "OutOfMemory", "OOMKilled", 137),
     ],
 )
 def test_validation_failures_carry_the_reason(
-    api_client: client.ApiClient, namespace: str, operator: OperatorProcess,
-    ftj_spec: dict[str, Any], summary: dict[str, Any] | None, reason: str,
-    kwok_reason: str | None, exit_code: int,
+    api_client: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    ftj_spec: dict[str, Any],
+    summary: dict[str, Any] | None,
+    reason: str,
+    kwok_reason: str | None,
+    exit_code: int,
 ) -> None:
-    _create(api_client, namespace, ftj_spec)
+    create(api_client, namespace, "finetunejobs", ftj_spec)
 
     def failed() -> dict[str, Any] | None:
         # Retryable failures (OOM) get one more validation pod: end each one that runs.
-        pods = client.CoreV1Api(api_client).list_namespaced_pod(
-            namespace, label_selector="job-name=support-bot-validate"
-        ).items
+        pods = (
+            client.CoreV1Api(api_client)
+            .list_namespaced_pod(namespace, label_selector="job-name=support-bot-validate")
+            .items
+        )
         for pod in pods:
             if pod.status.phase == "Running" and not (pod.metadata.annotations or {}).get(
                 "kwok.kubetune.io/exit-code"
             ):
                 finish_pod(api_client, pod, exit_code, summary, reason=kwok_reason)
-        return _phase_is(api_client, namespace, "support-bot", "Failed")
+        return phase_is(api_client, namespace, "support-bot", "Failed")
 
     status = eventually(failed, what=f"Failed with {reason}")
-    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    failed = conditions(status)["Failed"]
     assert failed["reason"] == reason
     if summary:
         assert failed["message"] == summary["message"]
     with pytest.raises(client.ApiException):
-        _job(api_client, namespace, "support-bot-train")
+        read_job(api_client, namespace, "support-bot-train")
 
 
 def test_missing_secret_fails_before_any_pod(
-    api_client: client.ApiClient, namespace: str, operator: OperatorProcess, bucket: str,
+    api_client: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    bucket: str,
     s3: S3Info,
 ) -> None:
-    _create(api_client, namespace, make_finetunejob("no-secret", bucket, s3.endpoint))
-    status = eventually(lambda: _phase_is(api_client, namespace, "no-secret", "Failed"))
-    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    create(
+        api_client, namespace, "finetunejobs", make_finetunejob("no-secret", bucket, s3.endpoint)
+    )
+    status = eventually(lambda: phase_is(api_client, namespace, "no-secret", "Failed"))
+    failed = conditions(status)["Failed"]
     assert failed["reason"] == "SecretNotFound"
     assert "s3-creds" in failed["message"]
     with pytest.raises(client.ApiException):
-        _job(api_client, namespace, "no-secret-validate")
+        read_job(api_client, namespace, "no-secret-validate")
 
 
 def test_tampered_adapter_fails_with_digest_mismatch(
-    api_client: client.ApiClient, namespace: str, operator: OperatorProcess, s3: S3Info,
-    bucket: str, s3_secret: str,
+    api_client: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Info,
+    bucket: str,
+    s3_secret: str,
 ) -> None:
     s3_client = s3.client()
-    uri, digest = publish_artifact(s3_client, f"s3://{bucket}/imported/", "run1",
-                                   {"adapter_model.safetensors": b"\x02" * 512})
+    uri, digest = publish_artifact(
+        s3_client, f"s3://{bucket}/imported/", "run1", {"adapter_model.safetensors": b"\x02" * 512}
+    )
     key = artifacts.join(uri, "adapter_model.safetensors").removeprefix(f"s3://{bucket}/")
     s3_client.put_object(Bucket=bucket, Key=key, Body=b"\x03" * 512)
     body = {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Adapter",
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Adapter",
         "metadata": {"name": "tampered"},
-        "spec": {"baseModel": {"name": "kubetune/tiny-llama"}, "uri": uri, "digest": digest,
-                 "endpoint": s3.endpoint, "credentialsSecretRef": {"name": s3_secret}},
+        "spec": {
+            "baseModel": {"name": "kubetune/tiny-llama"},
+            "uri": uri,
+            "digest": digest,
+            "endpoint": s3.endpoint,
+            "credentialsSecretRef": {"name": s3_secret},
+        },
     }
     client.CustomObjectsApi(api_client).create_namespaced_custom_object(
         GROUP, VERSION, namespace, "adapters", body
     )
     status = eventually(
-        lambda: (s := _status(api_client, namespace, "adapters", "tampered")).get("phase") == "Failed"
-        and s, what="Adapter Failed",
+        lambda: (
+            (s := status_of(api_client, namespace, "adapters", "tampered")).get("phase") == "Failed"
+            and s
+        ),
+        what="Adapter Failed",
     )
-    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    ready = conditions(status)["Ready"]
     assert ready["reason"] == "DigestMismatch"
     assert "adapter_model.safetensors" in ready["message"]

@@ -1,0 +1,57 @@
+"""Short helpers to create and read kubetune objects in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+GROUP, VERSION = "kubetune.io", "v1alpha1"
+
+
+def create(api: client.ApiClient, namespace: str, plural: str, body: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, body
+    )
+
+
+def get(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    return client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name
+    )
+
+
+def patch_spec(
+    api: client.ApiClient, namespace: str, plural: str, name: str, spec: dict[str, Any]
+) -> None:
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name, {"spec": spec}
+    )
+
+
+def status_of(api: client.ApiClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    return get(api, namespace, plural, name).get("status") or {}
+
+
+def phase_is(api: client.ApiClient, namespace: str, name: str, phase: str) -> dict[str, Any] | None:
+    """The FineTuneJob's status once it is in ``phase``, else None (for ``eventually``)."""
+    status = status_of(api, namespace, "finetunejobs", name)
+    return status if status.get("phase") == phase else None
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions") or []}
+
+
+def read_job(api: client.ApiClient, namespace: str, name: str) -> client.V1Job:
+    return client.BatchV1Api(api).read_namespaced_job(name, namespace)
+
+
+def validation_summary() -> dict[str, Any]:
+    """What the trainer's ``validate`` leaves in its termination message for valid data."""
+    return {
+        "phase": "Validated",
+        "reason": "DatasetValid",
+        "message": "",
+        "dataset": {"sha256": "b" * 64, "format": "chat", "records": 90, "evalRecords": 10},
+    }
