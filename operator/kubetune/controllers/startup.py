@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from kubetune.api import constants
+from kubetune.controllers.common import SETTINGS
 
 
 @kopf.on.startup()
@@ -25,3 +26,8 @@ def operator_configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
+    # With explicit namespaces (no globs), kopf need not scan (list/watch) all namespaces:
+    # the chart then grants no cluster-scoped namespace access at all.
+    namespaces = SETTINGS.process.namespaces
+    if namespaces and not any(set(n) & set("*?[!") for n in namespaces):
+        settings.scanning.disabled = True
