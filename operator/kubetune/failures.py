@@ -64,7 +64,7 @@ def classify_failure(
     """The reason and message of a failed Job.
 
     A deadline wins (the trainer only sees SIGTERM); then the trainer's own reason; then what
-    the kubelet saw; then the Job controller's reason.
+    the kubelet saw (a crash's exit code and log tail); then the Job controller's reason.
     """
     newest_first = sorted(
         pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "", reverse=True
@@ -96,12 +96,12 @@ def classify_failure(
         return Reason.IMAGE_PULL_FAILED, pull
     if any(was_preempted(p) for p in newest_first):
         return Reason.PREEMPTED, "the training pod was preempted or evicted"
-    if failed is not None and failed.get("reason") == "BackoffLimitExceeded":
-        return Reason.BACKOFF_LIMIT_EXCEEDED, failed.get("message") or "backoffLimit exceeded"
     for pod in newest_first:
         for terminated in _terminated(pod):
             if terminated.get("exitCode"):
                 detail = terminated.get("message") or terminated.get("reason", "")
                 code = terminated["exitCode"]
                 return Reason.TRAINER_FAILED, f"exit code {code}: {detail}".strip()
+    if failed is not None and failed.get("reason") == "BackoffLimitExceeded":
+        return Reason.BACKOFF_LIMIT_EXCEEDED, failed.get("message") or "backoffLimit exceeded"
     return Reason.TRAINER_FAILED, "the Job failed"

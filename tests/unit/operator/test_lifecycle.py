@@ -1,0 +1,241 @@
+"""The FineTuneJob lifecycle as a pure decision: observation in, status and actions out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubetune.api import FineTuneJob, Reason
+from kubetune.lifecycle import Action, Observed, needs_artifact_check, plan_finetunejob
+from support.factories import finetunejob_body, k8s_job, make_finetunejob, pod
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+VALID = json.dumps(
+    {
+        "phase": "Validated",
+        "reason": "DatasetValid",
+        "message": "",
+        "dataset": {"records": 90, "evalRecords": 10, "format": "chat"},
+    }
+)
+
+
+def _validated(**spec: Any) -> FineTuneJob:
+    body = finetunejob_body(**spec)
+    body["status"] = {
+        "phase": "Validating",
+        "conditions": [
+            {
+                "type": "Validated",
+                "status": "True",
+                "reason": "DatasetValid",
+                "lastTransitionTime": "2026-11-29T11:00:00Z",
+            }
+        ],
+    }
+    return FineTuneJob.model_validate(body)
+
+
+def _plan(job: FineTuneJob, **observed: Any):
+    return plan_finetunejob(Observed(job=job, now=NOW, **observed))
+
+
+def _condition(plan, kind: str) -> tuple[str, str]:
+    found = next(c for c in plan.status.conditions if c.type == kind)
+    return found.status.value, found.reason
+
+
+@pytest.mark.parametrize(
+    ("observed", "phase", "actions"),
+    [
+        ({}, "Validating", [Action.START_VALIDATION]),
+        ({"validation": k8s_job("v", active=1)}, "Validating", []),
+        (
+            {
+                "validation": k8s_job("v", conditions=("Complete",)),
+                "pods": [pod(message=VALID)],
+                "artifact_exists": False,
+            },
+            "Queued",
+            [Action.START_TRAINING],
+        ),
+        (
+            {
+                "validation": k8s_job("v", conditions=("Complete",)),
+                "pods": [pod(message=VALID)],
+                "artifact_exists": True,
+            },
+            "Succeeded",
+            [Action.CREATE_ADAPTER],
+        ),
+        (
+            {
+                "validation": k8s_job("v", conditions=("Failed:BackoffLimitExceeded",)),
+                "pods": [pod(message='{"reason": "DatasetInvalid", "message": "line 4: empty"}')],
+            },
+            "Failed",
+            [],
+        ),
+        (
+            {"validation": k8s_job("v", active=1), "pods": [pod(waiting="ErrImagePull")]},
+            "Failed",
+            [Action.STOP_VALIDATION],
+        ),
+        ({"failure": (Reason.SECRET_NOT_FOUND, "Secret s3-creds not found")}, "Failed", []),
+    ],
+    ids=["new", "validating", "valid", "artifact-exists", "invalid", "image-pull", "secret"],
+)
+def test_validation_stage(observed: dict[str, Any], phase: str, actions: list[Action]) -> None:
+    plan = _plan(make_finetunejob(), **observed)
+    assert plan.status.phase == phase
+    assert plan.actions == actions
+
+
+def test_valid_dataset_report_lands_in_status() -> None:
+    plan = _plan(
+        make_finetunejob(),
+        validation=k8s_job("v", conditions=("Complete",)),
+        pods=[pod(message=VALID)],
+        artifact_exists=False,
+    )
+    assert plan.status.dataset.records == 90
+    assert plan.status.dataset.eval_records == 10
+    assert _condition(plan, "Validated") == ("True", "DatasetValid")
+
+
+@pytest.mark.parametrize(
+    ("training", "pods", "spec", "phase", "actions", "reason"),
+    [
+        (k8s_job("t", active=1), [], {}, "Queued", [], "JobCreated"),
+        (k8s_job("t", active=1, ready=1), [pod()], {}, "Running", [], "Training"),
+        (
+            k8s_job("t", active=1, ready=1),
+            [pod()],
+            {"suspend": True},
+            "Suspended",
+            [Action.SUSPEND_TRAINING],
+            "Suspended",
+        ),
+        (k8s_job("t", suspend=True), [], {}, "Queued", [Action.RESUME_TRAINING], "JobCreated"),
+        (k8s_job("t", suspend=True), [], {"queueName": "gpus"}, "Queued", [], "Queued"),
+        (
+            k8s_job("t", active=1),
+            [pod(waiting="ImagePullBackOff")],
+            {},
+            "Failed",
+            [Action.STOP_TRAINING],
+            "ImagePullFailed",
+        ),
+        (
+            k8s_job("t", conditions=("Failed:DeadlineExceeded",), failed=1),
+            [pod(terminated={})],
+            {},
+            "Failed",
+            [],
+            "DeadlineExceeded",
+        ),
+        (
+            k8s_job("t", conditions=("Failed:BackoffLimitExceeded",), failed=3),
+            [pod(terminated={"exitCode": 137, "reason": "OOMKilled"})],
+            {},
+            "Failed",
+            [],
+            "OutOfMemory",
+        ),
+    ],
+    ids=[
+        "pending-pods",
+        "running",
+        "suspend",
+        "resume",
+        "queued-by-kueue",
+        "image-pull",
+        "deadline",
+        "oom",
+    ],
+)
+def test_training_stage(
+    training: dict[str, Any],
+    pods: list[dict[str, Any]],
+    spec: dict[str, Any],
+    phase: str,
+    actions: list[Action],
+    reason: str,
+) -> None:
+    plan = _plan(_validated(**spec), training=training, pods=pods)
+    assert plan.status.phase == phase
+    assert plan.actions == actions
+    assert reason in {e[1] for e in plan.events} | {c.reason for c in plan.status.conditions}
+
+
+def test_completed_training_publishes_only_when_the_manifest_exists() -> None:
+    done = k8s_job("t", conditions=("Complete",), succeeded=1)
+    assert _plan(_validated(), training=done, artifact_exists=True).actions == [
+        Action.CREATE_ADAPTER
+    ]
+    missing = _plan(_validated(), training=done, artifact_exists=False)
+    assert missing.status.phase == "Failed"
+    assert missing.actions == []
+
+
+def test_terminal_jobs_are_left_alone_and_replanning_changes_nothing() -> None:
+    first = _plan(
+        make_finetunejob(), validation=k8s_job("v", conditions=("Failed:BackoffLimitExceeded",))
+    )
+    body = finetunejob_body()
+    body["status"] = first.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    again = _plan(
+        FineTuneJob.model_validate(body), validation=k8s_job("v", conditions=("Complete",))
+    )
+    assert again.status == first.status
+    assert (again.actions, again.events) == ([], [])
+
+
+def test_an_event_only_on_transitions() -> None:
+    first = _plan(_validated(), training=k8s_job("t", active=1, ready=1), pods=[pod()])
+    body = finetunejob_body()
+    body["status"] = first.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    second = _plan(
+        FineTuneJob.model_validate(body), training=k8s_job("t", active=1, ready=1), pods=[pod()]
+    )
+    assert [e[1] for e in first.events] == ["Training"]
+    assert second.events == []
+    running = next(c for c in second.status.conditions if c.type == "Running")
+    assert (
+        running.last_transition_time
+        == next(c for c in first.status.conditions if c.type == "Running").last_transition_time
+    )
+
+
+def test_attempts_follow_the_jobs_pod_counters() -> None:
+    plan = _plan(_validated(), training=k8s_job("t", active=1, failed=2, ready=1), pods=[pod()])
+    assert plan.status.attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected"),
+    [
+        ({}, False),
+        ({"validation": k8s_job("v", conditions=("Complete",))}, True),
+        (
+            {
+                "validation": k8s_job("v", conditions=("Complete",)),
+                "training": k8s_job("t", active=1),
+            },
+            False,
+        ),
+        (
+            {
+                "validation": k8s_job("v", conditions=("Complete",)),
+                "training": k8s_job("t", conditions=("Complete",)),
+            },
+            True,
+        ),
+    ],
+)
+def test_s3_is_consulted_only_before_and_after_training(
+    observed: dict[str, Any], expected: bool
+) -> None:
+    assert needs_artifact_check(Observed(job=make_finetunejob(), **observed)) is expected
