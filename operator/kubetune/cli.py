@@ -27,8 +27,10 @@ def run_operator(settings: Settings) -> int:
     from kubetune.leader import LeaseElector
 
     process = settings.process
+    # kopf's logging setup covers the root logger too: one format for every line.
     kopf.configure(
-        log_format=kopf.LogFormat.JSON if process.log_format == "json" else kopf.LogFormat.FULL
+        verbose=os.environ.get("KUBETUNE_LOG_LEVEL", "INFO").upper() == "DEBUG",
+        log_format=kopf.LogFormat.JSON if process.log_format == "json" else kopf.LogFormat.FULL,
     )
     stop, ready, alive = threading.Event(), threading.Event(), threading.Event()
     alive.set()
@@ -78,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         from kubetune.crd.__main__ import main as crd_main
 
         return crd_main(args.rest)
-    logging.basicConfig(level=os.environ.get("KUBETUNE_LOG_LEVEL", "INFO"))
     return run_operator(Settings.from_env())
 
 

@@ -116,15 +116,23 @@ class _Planner:
     def fail(self, reason: Reason, message: str) -> None:
         self.condition(Cond.FAILED, True, reason, message)
         self.condition(Cond.RUNNING, False, reason, message)
-        self.status.completion_time = self.status.completion_time or self.obs.now
+        self.finish()
         self.phase(Phase.FAILED, reason, message, warning=True)
 
     def succeed(self, reason: Reason, message: str) -> None:
         self.condition(Cond.SUCCEEDED, True, reason, message)
         self.condition(Cond.RUNNING, False, reason, message)
-        self.status.completion_time = self.status.completion_time or self.obs.now
+        self.finish()
         self.phase(Phase.SUCCEEDED, reason, message)
         self.plan.actions.append(Action.CREATE_ADAPTER)
+
+    def finish(self) -> None:
+        """Completion time, and the GPU time the run held (pods x GPUs x wall time)."""
+        status, resources = self.status, self.obs.job.spec.resources
+        status.completion_time = status.completion_time or self.obs.now
+        if status.start_time and status.completion_time and status.gpu_seconds is None:
+            seconds = (status.completion_time - status.start_time).total_seconds()
+            status.gpu_seconds = int(max(seconds, 0) * resources.gpus * resources.nodes)
 
     def run(self) -> Plan:
         self.status.observed_generation = self.generation

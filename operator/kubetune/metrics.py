@@ -54,9 +54,10 @@ def observe_finetunejob(job: Any, status: Any) -> None:
         if finished:
             _finished.add(uid)
     if finished and status.start_time and status.completion_time:
-        seconds = (status.completion_time - status.start_time).total_seconds()
-        JOB_DURATION.labels(phase).observe(seconds)
-        GPU_SECONDS.inc(seconds * job.spec.resources.gpus * job.spec.resources.nodes)
+        JOB_DURATION.labels(phase).observe(
+            (status.completion_time - status.start_time).total_seconds()
+        )
+        GPU_SECONDS.inc(status.gpu_seconds or 0)
 
 
 def forget(uid: str) -> None:

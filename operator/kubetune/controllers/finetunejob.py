@@ -47,6 +47,12 @@ def finetunejob_changed(body: kopf.Body, **_: Any) -> None:
     reconcile(body)
 
 
+@kopf.on.delete(*FTJ, optional=True)
+def finetunejob_deleted(body: kopf.Body, **_: Any) -> None:
+    """Children go with it (owner references); only the phase gauge must forget it."""
+    metrics.forget(body["metadata"]["uid"])
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_FINETUNEJOB: kopf.PRESENT})
 def finetunejob_job_changed(body: kopf.Body, **_: Any) -> None:
     _reconcile_owner(body)
