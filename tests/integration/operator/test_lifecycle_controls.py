@@ -168,3 +168,31 @@ def test_evicted_pod_is_retried_and_counted(
     eventually(lambda: phase_is(api_client, namespace, NAME, "Running"), what="Running again")
     events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={NAME}")
     assert "Preempted" in {e.reason for e in events.items}
+
+
+def test_a_queued_job_waits_for_kueue_to_admit_it(
+    api_client: client.ApiClient, namespace: str, bucket: str, s3: S3Info
+) -> None:
+    create(
+        api_client,
+        namespace,
+        "finetunejobs",
+        make_finetunejob(NAME, bucket, s3.endpoint, queueName="gpus"),
+    )
+    finish_pod(
+        api_client, running_pod(api_client, namespace, f"{NAME}-validate"), 0, validation_summary()
+    )
+    status = eventually(lambda: phase_is(api_client, namespace, NAME, "Queued"), what="Queued")
+    job = eventually(lambda: read_job(api_client, namespace, f"{NAME}-train"))
+    assert job.spec.suspend is True
+    assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "gpus"
+    assert conditions(status)["Validated"]["status"] == "True"
+
+    # Kueue admits a Job by un-suspending it; the operator must not suspend it again.
+    client.BatchV1Api(api_client).patch_namespaced_job(
+        f"{NAME}-train", namespace, {"spec": {"suspend": False}}
+    )
+    eventually(
+        lambda: phase_is(api_client, namespace, NAME, "Running"), what="Running once admitted"
+    )
+    assert read_job(api_client, namespace, f"{NAME}-train").spec.suspend is False
