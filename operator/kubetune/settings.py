@@ -6,9 +6,11 @@ needs, so ``kubetune operator`` runs with no configuration against a kubeconfig.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class Training:
     """Memory of the dataset validation pod."""
     validation_deadline_seconds: int = 1800
     """Deadline of the validation Job."""
+    validation_node_selector: dict[str, str] = field(default_factory=dict)
+    """Where validation pods run: CPU nodes, chosen by the platform team."""
+    validation_tolerations: tuple[dict[str, Any], ...] = ()
+    """Tolerations of validation pods (e.g. for a tainted CPU pool)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Settings from KUBETUNE_* variables (and POD_NAME / POD_NAMESPACE)."""
+        """Settings from KUBETUNE_* variables (and POD_NAME / POD_NAMESPACE); the validation
+        pods' node selector and tolerations are JSON, as in a pod spec."""
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:
@@ -77,7 +84,9 @@ class Settings:
             ),
             storage=Storage(endpoint=get("S3_ENDPOINT"), region=get("S3_REGION")),
             training=Training(
-                progress_interval=float(get("PROGRESS_INTERVAL") or Training.progress_interval)
+                progress_interval=float(get("PROGRESS_INTERVAL") or Training.progress_interval),
+                validation_node_selector=json.loads(get("VALIDATION_NODE_SELECTOR") or "{}"),
+                validation_tolerations=tuple(json.loads(get("VALIDATION_TOLERATIONS") or "[]")),
             ),
             process=Process(
                 namespaces=tuple(

@@ -181,7 +181,7 @@ def build_validation_job(job: FineTuneJob, settings: Settings, run: str) -> dict
             "requests": {"cpu": cpu, "memory": memory},
             "limits": {"cpu": cpu, "memory": memory},
         },
-        scheduling={},
+        scheduling=_validation_scheduling(settings),
     )
     labels = _owner_label(job)
     return {
@@ -195,6 +195,15 @@ def build_validation_job(job: FineTuneJob, settings: Settings, run: str) -> dict
             "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
         },
     }
+
+
+def _validation_scheduling(settings: Settings) -> dict[str, Any]:
+    scheduling: dict[str, Any] = {}
+    if settings.training.validation_node_selector:
+        scheduling["nodeSelector"] = dict(settings.training.validation_node_selector)
+    if settings.training.validation_tolerations:
+        scheduling["tolerations"] = list(settings.training.validation_tolerations)
+    return scheduling
 
 
 def _pod_failure_policy() -> dict[str, Any]:

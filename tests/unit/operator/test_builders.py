@@ -180,3 +180,19 @@ def test_the_adapter_records_lineage_and_carries_no_owner() -> None:
         "dataset": {"uri": "s3://data/train.jsonl", "sha256": "b" * 64},
     }
     assert adapter["spec"]["credentialsSecretRef"] == {"name": "s3-creds"}
+
+
+def test_validation_pods_go_where_the_platform_team_says() -> None:
+    settings = Settings.from_env(
+        {
+            "KUBETUNE_VALIDATION_NODE_SELECTOR": '{"kubetune.io/pool": "cpu"}',
+            "KUBETUNE_VALIDATION_TOLERATIONS": '[{"key": "pool", "operator": "Exists"}]',
+        }
+    )
+    pod = build_validation_job(make_finetunejob(), settings, RUN)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubetune.io/pool": "cpu"}
+    assert pod["tolerations"] == [{"key": "pool", "operator": "Exists"}]
+    assert (
+        "nodeSelector"
+        not in build_validation_job(make_finetunejob(), SETTINGS, RUN)["spec"]["template"]["spec"]
+    )
