@@ -18,7 +18,9 @@ class Images:
     trainer: str = "ghcr.io/kubetune/trainer:0.1.0"
     """Image of training and validation pods unless a FineTuneJob sets spec.image."""
     runtime: str = "ghcr.io/kubetune/runtime:0.1.0"
-    """Image of the reference (kubetune) serving runtime."""
+    """Image of the reference (kubetune) serving runtime; also syncs adapters for vLLM."""
+    vllm: str = "vllm/vllm-openai:v0.10.0"
+    """Image of vLLM serving pods unless an InferenceDeployment sets runtime.image."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,16 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    tick: float = 10.0
+    """Seconds between rollout checks (pauses, analysis due) while a canary runs."""
+    prometheus_url: str | None = None
+    """Prometheus for canary analysis of specs that set no analysis.prometheusUrl."""
+    query_timeout: float = 5.0
+    """Seconds a Prometheus query may take before the check counts as inconclusive."""
+
+
+@dataclass(frozen=True)
 class Process:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty: all (cluster-wide)."""
@@ -65,6 +77,7 @@ class Settings:
     images: Images = field(default_factory=Images)
     storage: Storage = field(default_factory=Storage)
     training: Training = field(default_factory=Training)
+    rollout: Rollout = field(default_factory=Rollout)
     process: Process = field(default_factory=Process)
 
     @classmethod
@@ -81,12 +94,18 @@ class Settings:
             images=Images(
                 trainer=get("TRAINER_IMAGE") or Images.trainer,
                 runtime=get("RUNTIME_IMAGE") or Images.runtime,
+                vllm=get("VLLM_IMAGE") or Images.vllm,
             ),
             storage=Storage(endpoint=get("S3_ENDPOINT"), region=get("S3_REGION")),
             training=Training(
                 progress_interval=float(get("PROGRESS_INTERVAL") or Training.progress_interval),
                 validation_node_selector=json.loads(get("VALIDATION_NODE_SELECTOR") or "{}"),
                 validation_tolerations=tuple(json.loads(get("VALIDATION_TOLERATIONS") or "[]")),
+            ),
+            rollout=Rollout(
+                tick=float(get("ROLLOUT_TICK") or Rollout.tick),
+                prometheus_url=get("PROMETHEUS_URL"),
+                query_timeout=float(get("PROMETHEUS_TIMEOUT") or Rollout.query_timeout),
             ),
             process=Process(
                 namespaces=tuple(
