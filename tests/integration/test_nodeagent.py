@@ -9,67 +9,19 @@ reported, and /proc to see that processes are gone when they should be.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import localcluster
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from localcluster import Cluster, processes
-from localcluster.nodeagent_pods import pod_dir
+from support.agent import TAINT_KEY, Agent, node_ready, start_agent
 from support.polling import eventually
-
-TAINT_KEY = "kubetune.io/local-agent"
-
-
-@dataclass
-class Agent:
-    """A running node agent: its node, its directory and its process."""
-
-    node: str
-    root: Path
-    pid: int
-    started: int
-
-    def pod_dir(self, pod: client.V1Pod) -> Path:
-        meta = pod.metadata
-        return pod_dir(
-            self.root,
-            {"metadata": {"namespace": meta.namespace, "name": meta.name, "uid": meta.uid}},
-        )
-
-    def spec(self, *containers: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        """A pod spec that lands on this agent's node through the scheduler."""
-        return {
-            "nodeSelector": {"kubernetes.io/hostname": self.node},
-            "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-            "terminationGracePeriodSeconds": 5,
-            "containers": list(containers),
-            **fields,
-        }
-
-
-def _start_agent(cluster: Cluster, root: Path, node: str) -> Agent:
-    hack = Path(localcluster.__file__).resolve().parents[1]
-    pythonpath = os.pathsep.join(filter(None, [str(hack), os.environ.get("PYTHONPATH")]))
-    argv = [sys.executable, "-m", "localcluster.nodeagent"]
-    argv += ["--kubeconfig", str(cluster.info.kubeconfig), "--dir", str(root), "--node", node]
-    pid, started = processes.spawn(argv, log=root / "agent.log", env={"PYTHONPATH": pythonpath})
-    return Agent(node=node, root=root, pid=pid, started=started)
-
-
-def _node_ready(core: client.CoreV1Api, name: str) -> bool:
-    """Ready, and the node controller has lifted its not-ready taint (pods can schedule)."""
-    node = core.read_node(name)
-    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-    return ready and all(t.key != "node.kubernetes.io/not-ready" for t in node.spec.taints or [])
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +30,10 @@ def agent(
 ) -> Iterator[Agent]:
     """One node agent for the module; stopped, and its node deleted, afterwards."""
     root = tmp_path_factory.mktemp("agent")
-    running = _start_agent(cluster, root, f"local-agent-t{secrets.token_hex(3)}")
+    running = start_agent(cluster, root, f"local-agent-t{secrets.token_hex(3)}")
     core = client.CoreV1Api(api_client)
     try:
-        eventually(lambda: _node_ready(core, running.node), what=f"node {running.node} Ready")
+        eventually(lambda: node_ready(core, running.node), what=f"node {running.node} Ready")
         yield running
     finally:
         processes.stop(running.pid, running.started)
@@ -439,9 +391,9 @@ def test_agent_shutdown_kills_its_containers(
     cluster: Cluster, api_client: client.ApiClient, namespace: str, tmp_path: Path
 ) -> None:
     core = client.CoreV1Api(api_client)
-    second = _start_agent(cluster, tmp_path, f"local-agent-t{secrets.token_hex(3)}")
+    second = start_agent(cluster, tmp_path, f"local-agent-t{secrets.token_hex(3)}")
     try:
-        eventually(lambda: _node_ready(core, second.node), what=f"node {second.node} Ready")
+        eventually(lambda: node_ready(core, second.node), what=f"node {second.node} Ready")
         spec = second.spec(python("main", "import time; time.sleep(600)"), nodeName=second.node)
         _pod(core, namespace, "orphan", spec)
         pod = eventually(lambda: _phase(core, namespace, "orphan", "Running"), what="Running")
