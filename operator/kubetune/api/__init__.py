@@ -53,10 +53,13 @@ from kubetune.api.finetunejob import (
 )
 from kubetune.api.inferencedeployment import (
     AdapterSelector,
+    AnalysisResult,
     AnalysisSpec,
     AnalysisStatus,
     CanaryStatus,
     CanaryStep,
+    EvalGate,
+    GatewayRef,
     InferenceDeployment,
     InferenceDeploymentPhase,
     InferenceDeploymentSpec,
@@ -67,6 +70,7 @@ from kubetune.api.inferencedeployment import (
     RuntimeSpec,
     RuntimeType,
     ServedAdapter,
+    TrafficRouting,
 )
 from kubetune.api.training import (
     DEFAULT_EPOCHS,
@@ -95,6 +99,7 @@ __all__ = [
     "AdapterSpec",
     "AdapterStatus",
     "AdapterTarget",
+    "AnalysisResult",
     "AnalysisSpec",
     "AnalysisStatus",
     "CanaryStatus",
@@ -109,11 +114,13 @@ __all__ = [
     "DatasetStatus",
     "DeletionPolicy",
     "EarlyStopping",
+    "EvalGate",
     "FineTuneJob",
     "FineTuneJobConditionType",
     "FineTuneJobPhase",
     "FineTuneJobSpec",
     "FineTuneJobStatus",
+    "GatewayRef",
     "InferenceDeployment",
     "InferenceDeploymentConditionType",
     "InferenceDeploymentPhase",
@@ -146,6 +153,7 @@ __all__ = [
     "TaintEffect",
     "Toleration",
     "TolerationOperator",
+    "TrafficRouting",
     "TrainingConfig",
     "TrainingResources",
 ]

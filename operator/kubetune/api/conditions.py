@@ -87,6 +87,13 @@ class Reason(StrEnum):
     MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
     REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
     CANARY_PROGRESSING = "CanaryProgressing"
+    CANARY_RESTARTED = "CanaryRestarted"  # a newer adapter arrived mid-rollout
+    CANARY_CANCELLED = "CanaryCancelled"  # the spec went back to the stable adapters
     ANALYSIS_FAILED = "AnalysisFailed"
+    EVAL_GATE_FAILED = "EvalGateFailed"
+    ABORTED = "Aborted"
+    ACTION_IGNORED = "RolloutActionIgnored"  # promote/abort without a canary, or unknown
     PROMOTED = "Promoted"
     ROLLED_BACK = "RolledBack"
+    DEPLOYED = "Deployed"  # adapters in service without a canary (first version, no rollout)
+    AS_EXPECTED = "AsExpected"

@@ -26,6 +26,12 @@ LABEL_TRACK: Final = f"{GROUP}/track"
 
 # Annotations.
 ANNOTATION_MANIFEST_DIGEST: Final = f"{GROUP}/manifest-digest"
+# A one-shot command on an InferenceDeployment: promote (the canary becomes stable now) or
+# abort (roll back to stable now). Set by a user or the Argo CD actions; the operator acts
+# and removes it, so the spec is never touched and GitOps stays in sync.
+ANNOTATION_ROLLOUT_ACTION: Final = f"{GROUP}/rollout-action"
+# Hash of the manifest the operator last applied to a child, to skip no-op writes.
+ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
 # Kopf keeps its handler progress and diff base in annotations under this prefix, so that
 # the strict status schema never has to make room for kopf's bookkeeping.
 KOPF_STORAGE_PREFIX: Final = f"operator.{GROUP}"

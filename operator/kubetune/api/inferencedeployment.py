@@ -58,8 +58,9 @@ class RuntimeSpec(KubeModel):
         None,
         ge=1,
         le=512,
-        description="vLLM --max-lora-rank. Unset: the largest rank among the served adapters; "
-        "an adapter of a larger rank is refused with RankTooLarge.",
+        description="The largest adapter rank served; an adapter of a larger rank is refused "
+        "with RankTooLarge. vLLM gets --max-lora-rank rounded up to a rank it accepts (8, 16, "
+        "32, 64, 128, 256, 320, 512). Unset: the largest rank among the served adapters.",
     )
 
 
@@ -110,8 +111,9 @@ class AnalysisSpec(KubeModel):
 
     prometheus_url: HttpUrl | None = Field(
         None,
-        description="Prometheus to query. Unset: the operator scrapes the serving pods' "
-        "/metrics directly.",
+        description="Prometheus to query (its HTTP API, /api/v1/query). Unset: the "
+        "operator's default (KUBETUNE_PROMETHEUS_URL); with neither, checks are "
+        "inconclusive and the canary holds its step.",
     )
     interval: Duration = Field("1m", description="Time between checks.")
     max_error_rate: float = Field(
@@ -125,6 +127,20 @@ class AnalysisSpec(KubeModel):
     )
     failure_limit: int = Field(
         2, ge=1, le=100, description="Failed checks after which the canary is rolled back."
+    )
+
+
+class EvalGate(KubeModel):
+    """An offline check before any traffic: the canary adapter's recorded evaluation loss
+    (``Adapter.spec.metrics.evalLoss``) must not be worse than the stable one's."""
+
+    max_eval_loss_increase: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="How much higher (absolute) the canary adapter's evalLoss may be than "
+        "the stable adapter's of the same served name. Adapters without an evalLoss on "
+        "either side are not compared.",
     )
 
 
@@ -150,6 +166,23 @@ class RolloutSpec(KubeModel):
     analysis: AnalysisSpec | None = Field(
         None, description="Checks run during each step. Unset: promote after the pauses."
     )
+    eval_gate: EvalGate | None = Field(
+        None,
+        description="Refuse, before any traffic, a canary whose adapter evaluated worse than "
+        "the stable one. Unset: no offline check.",
+    )
+
+
+class GatewayRef(KubeModel):
+    """The Gateway an HTTPRoute attaches to (gateway.networking.k8s.io parentRef)."""
+
+    name: ObjectName = Field(description="Name of the Gateway.")
+    namespace: DnsLabel | None = Field(
+        None, description="Namespace of the Gateway. Unset: this object's namespace."
+    )
+    section_name: DnsLabel | None = Field(
+        None, description="A listener of the Gateway. Unset: every listener that allows it."
+    )
 
 
 ServedAdapters = Annotated[
@@ -171,6 +204,12 @@ class InferenceDeploymentSpec(KubeModel):
     )
     rollout: RolloutSpec | None = Field(
         None, description="Canary rollout of adapter changes. Unset: replace at once."
+    )
+    gateway: GatewayRef | None = Field(
+        None,
+        description="For runtime vllm when the Gateway API is installed: the Gateway whose "
+        "HTTPRoute splits traffic between the stable and canary pods by weight. Unset: the "
+        "HTTPRoute attaches to this deployment's Service (service-mesh, GAMMA).",
     )
 
 
@@ -202,9 +241,29 @@ class RevisionStatus(KubeModel):
     )
 
 
+class AnalysisResult(StrEnum):
+    """The verdict of one analysis check."""
+
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"  # too few requests, or Prometheus could not answer
+
+
+class TrafficRouting(StrEnum):
+    """How requests are split between the stable and the canary adapters."""
+
+    IN_POD = "InPod"  # runtime kubetune: weighted routes between versions inside the same pods
+    GATEWAY = "Gateway"  # an HTTPRoute's backend weights (Gateway API installed)
+    REPLICAS = "Replicas"  # one Service over both tracks, split by their replica counts
+
+
 class AnalysisStatus(KubeModel):
     """The latest canary analysis."""
 
+    result: AnalysisResult | None = Field(None, description="Verdict of the last check.")
+    message: str | None = Field(
+        None, max_length=1024, description="What the last check measured or why it could not."
+    )
     failures: int = Field(0, ge=0, description="Failed checks so far in this rollout.")
     requests: int | None = Field(None, ge=0, description="Canary requests in the last check.")
     error_rate: float | None = Field(None, ge=0, description="Error rate in the last check.")
@@ -240,6 +299,14 @@ class InferenceDeploymentStatus(KubeModel):
     )
     stable: RevisionStatus | None = Field(None, description="The adapter set in service.")
     canary: CanaryStatus | None = Field(None, description="The adapter set being rolled out.")
+    routing: TrafficRouting | None = Field(
+        None, description="How canary traffic is split: InPod, Gateway or Replicas."
+    )
+    rolled_back_revision: str | None = Field(
+        None,
+        description="The revision last rolled back (failed analysis, eval gate or abort); it "
+        "is not retried until the resolved adapters change.",
+    )
     endpoints: list[str] = Field(
         default_factory=list, description="Base URLs of the OpenAI-compatible API."
     )
