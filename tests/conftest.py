@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 from localcluster import Cluster, S3Info, S3Server
 from support.polling import eventually
@@ -79,6 +80,41 @@ def s3(s3_server: S3Server) -> S3Info:
 def api_client(cluster: Cluster) -> client.ApiClient:
     """A Kubernetes API client with the admin credential."""
     return config.new_client_from_config(config_file=str(cluster.info.kubeconfig))
+
+
+CRDS = Path(__file__).resolve().parents[1] / "crds"
+FIELD_MANAGER = "kubetune-tests"
+
+
+def _established(ext: client.ApiextensionsV1Api, name: str) -> bool:
+    conditions = ext.read_custom_resource_definition(name).status.conditions or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+@pytest.fixture(scope="session")
+def kubetune_crds(api_client: client.ApiClient) -> list[str]:
+    """Every CRD in crds/, server-side applied and Established; their names.
+
+    Fails rather than skips when crds/ is empty: tests that need the CRDs must not pass
+    vacuously.
+    """
+    ext = client.ApiextensionsV1Api(api_client)
+    manifests = [yaml.safe_load(p.read_text()) for p in sorted(CRDS.glob("*.kubetune.io.yaml"))]
+    assert len(manifests) == 3, (
+        f"expected three CRDs in {CRDS}; run python -m kubetune.crd generate"
+    )
+    for manifest in manifests:
+        ext.patch_custom_resource_definition(
+            manifest["metadata"]["name"],
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+    names = [m["metadata"]["name"] for m in manifests]
+    for name in names:
+        eventually(lambda name=name: _established(ext, name), what=f"CRD {name} Established")
+    return names
 
 
 @pytest.fixture
