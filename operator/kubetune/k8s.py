@@ -182,3 +182,108 @@ def read_secret(namespace: str, name: str) -> dict[str, str]:
     """The decoded data of a Secret; values stay in memory, never in logs or objects."""
     secret = _call(client.CoreV1Api(api()).read_namespaced_secret, name, namespace)
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+# Serving children (InferenceDeployment): server-side apply, so that one call creates or
+# updates, and fields other controllers own (an HPA's replicas aside) are left alone.
+
+FIELD_MANAGER = "kubetune"
+_APPLY = "application/apply-patch+yaml"
+_BUILTIN = {
+    "Deployment": (client.AppsV1Api, "deployment"),
+    "Service": (client.CoreV1Api, "service"),
+    "ConfigMap": (client.CoreV1Api, "config_map"),
+}
+_CUSTOM = {"HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes")}
+
+
+def apply(manifest: dict[str, Any]) -> None:
+    """Create or update ``manifest`` by server-side apply, taking over conflicting fields."""
+    kind, meta = manifest["kind"], manifest["metadata"]
+    options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": _APPLY}
+    if kind in _CUSTOM:
+        group, version, plural = _CUSTOM[kind]
+        custom = client.CustomObjectsApi(api())
+        _call(
+            custom.patch_namespaced_custom_object,
+            group,
+            version,
+            meta["namespace"],
+            plural,
+            meta["name"],
+            manifest,
+            **options,
+        )
+        return
+    api_class, suffix = _BUILTIN[kind]
+    patch = getattr(api_class(api()), f"patch_namespaced_{suffix}")
+    _call(patch, meta["name"], meta["namespace"], manifest, **options)
+
+
+def list_labelled(kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """Objects of ``kind`` in ``namespace`` matching the label ``selector``."""
+    if kind in _CUSTOM:
+        group, version, plural = _CUSTOM[kind]
+        result = _call(
+            client.CustomObjectsApi(api()).list_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            label_selector=selector,
+        )
+        return list(result.get("items", []))
+    api_class, suffix = _BUILTIN[kind]
+    found = _call(
+        getattr(api_class(api()), f"list_namespaced_{suffix}"), namespace, label_selector=selector
+    )
+    return [_dict(item) for item in found.items]
+
+
+def delete(kind: str, namespace: str, name: str) -> None:
+    """Delete an object of ``kind``; one that is already gone is not an error."""
+    try:
+        if kind in _CUSTOM:
+            group, version, plural = _CUSTOM[kind]
+            _call(
+                client.CustomObjectsApi(api()).delete_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+            )
+        else:
+            api_class, suffix = _BUILTIN[kind]
+            _call(getattr(api_class(api()), f"delete_namespaced_{suffix}"), name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def has_crd(name: str) -> bool:
+    """Whether the CustomResourceDefinition ``name`` (e.g. httproutes.gateway.networking.k8s.io)
+    is installed: optional integrations are detected, never assumed."""
+    ext = client.ApiextensionsV1Api(api())
+    return _missing_is_none(ext.read_custom_resource_definition, name) is not None
+
+
+def remove_annotation(plural: str, namespace: str, name: str, key: str, value: str) -> None:
+    """Remove annotation ``key`` if it still holds ``value`` (a JSON patch test), so that a
+    newer value set meanwhile survives; a changed or vanished annotation is not an error."""
+    path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+    patch = [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+    try:
+        _call(
+            client.CustomObjectsApi(api()).patch_namespaced_custom_object,
+            constants.GROUP,
+            constants.VERSION,
+            namespace,
+            plural,
+            name,
+            patch,
+            _content_type="application/json-patch+json",
+        )
+    except ApiException as exc:
+        if exc.status not in (404, 409, 422):
+            raise
