@@ -23,14 +23,14 @@ from typing import Any
 
 from kubetune.api import Reason
 
-from kubetune_trainer import distributed, termination
+from kubetune_trainer import distributed, launching, termination
 from kubetune_trainer.datasets.validation import OverLength
 from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.jobspec import load_spec
 from kubetune_trainer.settings import RunSettings
 
 COMMANDS = ("train", "validate")
-EXIT_PERMANENT = 3
+EXIT_PERMANENT = launching.EXIT_PERMANENT
 log = logging.getLogger("kubetune_trainer")
 
 
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = _settings(args)
     signal.signal(signal.SIGTERM, _terminated)
+    if args.command == "train" and (workers := _workers(argv)) is not None:
+        return launching.launch(workers, settings.termination_path)
     try:
         spec = load_spec(args.config)
         if args.command == "validate":
@@ -112,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     if distributed.is_main():
         termination.write(settings.termination_path, summary)
     return 0
+
+
+def _workers(argv: list[str]) -> list[str] | None:
+    """The torchrun command when this pod needs several processes."""
+    import torch
+
+    return launching.plan_launch(os.environ, torch.cuda.device_count(), argv)
 
 
 def _terminated(signum: int, frame: object) -> None:

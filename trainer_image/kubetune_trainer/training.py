@@ -78,7 +78,8 @@ def _finite_loss_trainer() -> type:
     from transformers import Trainer
 
     class FiniteLossTrainer(Trainer):
-        """Stops with NaNLoss at the first non-finite loss instead of training on garbage."""
+        """Stops with NaNLoss at the first non-finite loss (training or evaluation) instead
+        of training on garbage."""
 
         def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
             result = super().compute_loss(model, inputs, *args, **kwargs)
@@ -88,8 +89,8 @@ def _finite_loss_trainer() -> type:
                 step = self.state.global_step + 1
                 raise TrainerError(
                     Reason.NAN_LOSS,
-                    f"the training loss became {value} at step {step}; lower "
-                    "training.learningRate or check the data",
+                    f"the loss became {value} at step {step}; lower training.learningRate, "
+                    "or check the base model's weights and the data",
                 )
             return result
 
