@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ import torch
 from kubetune.api import FineTuneJobSpec, Reason
 from kubetune.artifacts import run_id as run_id_for
 from transformers import set_seed
+from transformers.trainer_callback import PrinterCallback
 
 from kubetune_trainer import distributed
 from kubetune_trainer.artifacts import (
@@ -128,6 +130,8 @@ def _train(
     if publisher is not None:
         callbacks.append(ProgressCallback(publisher))
     trainer = build_trainer(model, inputs.tokenizer, inputs.dataset, spec, args, callbacks)
+    if publisher is not None and sys.stdout.isatty():
+        trainer.remove_callback(PrinterCallback)  # the progress bar shows the same numbers
     restored = _local_main_first(
         lambda: restore_newest(store, layout, checkpoints, inputs.dataset.digest)
     )

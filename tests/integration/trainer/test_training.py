@@ -84,14 +84,16 @@ def test_qlora_4bit_learns_and_publishes_a_verifiable_adapter(trainer, tiny_mode
     ],
 )
 def test_lora_16bit_and_8bit_learn(trainer, method, quantization):
+    """Also unpacked batches, gradient accumulation and a linear schedule."""
     spec = {
         "method": method,
         "quantization": quantization,
         "training": {
             "maxSteps": 40,
             "learningRate": 1e-2,
-            "batchSize": 8,
-            "gradientAccumulationSteps": 1,
+            "scheduler": "linear",
+            "batchSize": 4,
+            "gradientAccumulationSteps": 2,
             "maxSeqLength": 64,
             "packing": False,
             "evalSteps": 40,
@@ -145,3 +147,25 @@ def test_two_processes_train_one_adapter(trainer):
     } <= files
     marker = json.loads(trainer.get(checkpoint + "COMPLETE"))
     assert marker["worldSize"] == 2
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(trainer):
+    training = {
+        "maxSteps": 40,
+        "learningRate": 1e-7,
+        "batchSize": 8,
+        "maxSeqLength": 64,
+        "evalSteps": 5,
+        "saveSteps": 40,
+        "earlyStopping": {"patience": 2, "threshold": 0.5},
+    }
+    config = trainer.job("fruit-stop", method="lora", quantization=None, training=training)
+
+    code, summary = trainer.run(config)
+
+    assert code == 0, trainer.tmp.joinpath("trainer.log").read_text()[-3000:]
+    assert summary["stoppedEarly"] is True
+    # Evaluations at steps 5 (the baseline), 10 and 15 (two without improvement); the one
+    # before training does not count.
+    assert summary["step"] == 15
+    trainer.verified_manifest(summary)
