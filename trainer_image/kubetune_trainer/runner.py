@@ -157,6 +157,7 @@ def _train(
     summary.update(
         {
             "step": state.global_step,
+            "trainedTokens": state.num_input_tokens_seen,
             "totalSteps": state.max_steps,
             "stoppedEarly": state.global_step < state.max_steps,
             "resumedFromStep": resumed_from,
@@ -167,15 +168,16 @@ def _train(
     return summary
 
 
-def _metrics(state: Any, final: dict[str, float]) -> dict[str, Any]:
-    """The Adapter API's metrics: final train and eval loss, perplexity, tokens, epochs."""
+def _metrics(state: Any, final: dict[str, float]) -> dict[str, float | int]:
+    """Final train and eval loss, perplexity, tokens and epochs, under the manifest's
+    snake_case names (the operator maps them onto ``Adapter.spec.metrics``)."""
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     eval_loss = final.get("eval_loss")
     metrics = {
-        "trainLoss": losses[-1] if losses else None,
-        "evalLoss": eval_loss,
+        "train_loss": losses[-1] if losses else None,
+        "eval_loss": eval_loss,
         "perplexity": math.exp(min(eval_loss, 700)) if eval_loss is not None else None,
-        "trainedTokens": state.num_input_tokens_seen,
+        "trained_tokens": state.num_input_tokens_seen,
         "epochs": round(state.epoch, 4) if state.epoch is not None else None,
     }
     return {key: value for key, value in metrics.items() if value is not None}

@@ -88,7 +88,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(trainer):
     code, reference = trainer.run(config, "--run-id", "uninterrupted")
     assert code == 0
     assert reference["resumedFromStep"] is None
-    assert resumed["metrics"]["trainedTokens"] == reference["metrics"]["trainedTokens"]
-    assert resumed["metrics"]["evalLoss"] == pytest.approx(
-        reference["metrics"]["evalLoss"], rel=1e-4
+    assert resumed["metrics"]["trained_tokens"] == reference["metrics"]["trained_tokens"]
+    assert resumed["metrics"]["eval_loss"] == pytest.approx(
+        reference["metrics"]["eval_loss"], rel=1e-4
     )

@@ -43,7 +43,7 @@ def test_qlora_4bit_learns_and_publishes_a_verifiable_adapter(trainer, tiny_mode
     assert code == 0, trainer.tmp.joinpath("trainer.log").read_text()[-3000:]
     assert summary["reason"] == "Completed"
     assert summary["step"] == summary["totalSteps"] == 50
-    start, end = summary["initialEvalLoss"], summary["metrics"]["evalLoss"]
+    start, end = summary["initialEvalLoss"], summary["metrics"]["eval_loss"]
     assert end <= start / 2, f"eval loss {start:.3f} -> {end:.3f}"
     manifest = trainer.verified_manifest(summary)
     names = {f.path for f in manifest.files}
@@ -107,7 +107,7 @@ def test_lora_16bit_and_8bit_learn(trainer, method, quantization):
     code, summary = trainer.run(config)
 
     assert code == 0, trainer.tmp.joinpath("trainer.log").read_text()[-3000:]
-    assert summary["metrics"]["evalLoss"] <= summary["initialEvalLoss"] / 2
+    assert summary["metrics"]["eval_loss"] <= summary["initialEvalLoss"] / 2
     trainer.verified_manifest(summary)
 
 
@@ -133,7 +133,7 @@ def test_two_processes_train_one_adapter(trainer):
     code, summary = trainer.run(config)
 
     assert code == 0, trainer.tmp.joinpath("trainer.log").read_text()[-3000:]
-    assert summary["metrics"]["evalLoss"] < summary["initialEvalLoss"]
+    assert summary["metrics"]["eval_loss"] < summary["initialEvalLoss"]
     trainer.verified_manifest(summary)
     checkpoint = f"adapters/fruit-ddp/{summary['runId']}/checkpoints/step-000024/"
     files = {k.removeprefix(checkpoint) for k in trainer.keys(checkpoint)}
