@@ -3,6 +3,6 @@
 Importing this package registers every handler with kopf.
 """
 
-from kubetune.controllers import adapter, finetunejob, startup
+from kubetune.controllers import adapter, finetunejob, inferencedeployment, startup
 
-__all__ = ["adapter", "finetunejob", "startup"]
+__all__ = ["adapter", "finetunejob", "inferencedeployment", "startup"]
