@@ -34,6 +34,7 @@ from kubetune.api import (
 )
 from kubetune.builders import pods
 from kubetune.builders.meta import child_metadata, child_name
+from kubetune.builders.meta import labels as meta_labels
 from kubetune.settings import Settings
 
 CONTAINER = "server"
@@ -190,7 +191,7 @@ def build_deployment(
             "progressDeadlineSeconds": 1800,
             "template": {
                 "metadata": {
-                    "labels": {**metadata(infd, "")["labels"], **labels},
+                    "labels": meta_labels(COMPONENT, **labels),
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(HTTP_PORT),

@@ -51,7 +51,7 @@ from kubetune.rollout.analyzing import (
 )
 from kubetune.rollout.pods import ServingPods
 from kubetune.rollout.resolving import Problem, Resolution, revision_of
-from kubetune.rollout.traffic import split_replicas
+from kubetune.rollout.traffic import effective_weight, split_replicas
 from kubetune.status import get_condition, set_condition
 
 Phase = InferenceDeploymentPhase
@@ -275,8 +275,9 @@ class _Planner:
             f"against {stable}"
         )
         if self.obs.routing == TrafficRouting.REPLICAS:
-            pods = split_replicas(self.spec.replicas, canary.weight)
-            message += f"; {pods[1]} canary and {pods[0]} stable pods"
+            stable_pods, canary_pods = split_replicas(self.spec.replicas, canary.weight)
+            share = effective_weight(stable_pods, canary_pods)
+            message += f"; {canary_pods} canary and {stable_pods} stable pods ({share}%)"
         if canary.analysis is not None and canary.analysis.message:
             message += f"; last check {canary.analysis.result}: {canary.analysis.message}"
         return message

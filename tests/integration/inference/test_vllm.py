@@ -46,7 +46,7 @@ def test_vllm_canary_is_a_second_deployment_split_by_replicas(
     adapters.publish("support-bot-v2", rank=24)
     status = infd.wait(canary_at(0, 10), "canary at 10%")
     progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
-    assert progressing["message"].endswith("1 canary and 2 stable pods")
+    assert progressing["message"].endswith("1 canary and 2 stable pods (33%)")
     canary = eventually(lambda: infd.deployment("-canary"), what="canary Deployment")
     assert canary.spec.replicas == 1
     assert canary.spec.template.metadata.labels["kubetune.io/track"] == "canary"

@@ -271,7 +271,7 @@ def test_replica_routing_says_how_pods_split() -> None:
     progressing = next(c for c in plan.status.conditions if c.type == "Progressing")
     assert progressing.message == (
         "canary support-bot-v2 at 10% (step 1 of 2) against support-bot-v1; "
-        "1 canary and 2 stable pods"
+        "1 canary and 2 stable pods (33%)"
     )
     assert plan.status.routing == TrafficRouting.REPLICAS
 
