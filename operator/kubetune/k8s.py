@@ -155,7 +155,7 @@ def list_custom(plural: str, namespace: str) -> list[dict[str, Any]]:
 
 def patch_status(
     plural: str, namespace: str, name: str, status: dict[str, Any], *, resource_version: str
-) -> None:
+) -> dict[str, Any]:
     """Merge ``status`` into the object's status if it is still at ``resource_version``.
 
     The precondition turns a lost update (two handlers writing from stale reads) into a
@@ -163,7 +163,7 @@ def patch_status(
     """
     body = {"metadata": {"resourceVersion": resource_version}, "status": status}
     try:
-        _call(
+        written = _call(
             client.CustomObjectsApi(api()).patch_namespaced_custom_object_status,
             constants.GROUP,
             constants.VERSION,
@@ -176,6 +176,7 @@ def patch_status(
         if exc.status == 409:
             raise ConflictError(f"{plural}/{name} changed since it was read") from exc
         raise
+    return dict(written)
 
 
 def read_secret(namespace: str, name: str) -> dict[str, str]:

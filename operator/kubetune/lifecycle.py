@@ -58,6 +58,10 @@ class Observed:
 
 @dataclass
 class Plan:
+    """The status to write and what to do. A plan that reaches a terminal phase carries no
+    actions: the terminal status is written first and the next plan (:meth:`settle`) cleans
+    up, so a failed write can never leave the run half-stopped and re-planned as new."""
+
     status: FineTuneJobStatus
     actions: list[Action] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -124,7 +128,6 @@ class _Planner:
         self.condition(Cond.RUNNING, False, reason, message)
         self.finish()
         self.phase(Phase.SUCCEEDED, reason, message)
-        self.plan.actions.append(Action.CREATE_ADAPTER)
 
     def finish(self) -> None:
         """Completion time, and the GPU time the run held (pods x GPUs x wall time)."""
@@ -137,6 +140,7 @@ class _Planner:
     def run(self) -> Plan:
         self.status.observed_generation = self.generation
         if self.status.phase in TERMINAL:
+            self.settle()
             return self.plan
         if self.obs.failure is not None:
             self.fail(*self.obs.failure)
@@ -145,6 +149,17 @@ class _Planner:
             return self.plan
         self.train()
         return self.plan
+
+    def settle(self) -> None:
+        """A finished run holds no pods and, if it succeeded, has its Adapter; this also
+        finishes what a reconcile interrupted after writing the terminal status."""
+        obs = self.obs
+        if obs.validation is not None and not is_finished(obs.validation):
+            self.plan.actions.append(Action.STOP_VALIDATION)
+        if obs.training is not None and not is_finished(obs.training):
+            self.plan.actions.append(Action.STOP_TRAINING)
+        if self.status.phase == Phase.SUCCEEDED and self.status.adapter_ref is None:
+            self.plan.actions.append(Action.CREATE_ADAPTER)
 
     def validate(self) -> bool:
         """Drive validation; True once the dataset is known to be valid."""
@@ -166,7 +181,6 @@ class _Planner:
             return False
         pull = image_pull_failure(obs.pods)
         if pull and not _job_condition(obs.validation, "Complete"):
-            self.plan.actions.append(Action.STOP_VALIDATION)
             self.condition(Cond.VALIDATED, False, Reason.IMAGE_PULL_FAILED, pull)
             self.fail(Reason.IMAGE_PULL_FAILED, pull)
             return False
@@ -220,7 +234,6 @@ class _Planner:
             return
         pull = image_pull_failure(obs.pods)
         if pull:
-            self.plan.actions.append(Action.STOP_TRAINING)
             self.fail(Reason.IMAGE_PULL_FAILED, pull)
             return
         suspended = bool((training.get("spec") or {}).get("suspend"))

@@ -12,7 +12,7 @@ T = TypeVar("T")
 def eventually(
     check: Callable[[], T],
     *,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
     interval: float = 0.2,
     what: str | None = None,
 ) -> T:

@@ -31,7 +31,14 @@ from kubetune.builders.training import (
 )
 from kubetune.controllers.common import SETTINGS, parse, store_for, transient
 from kubetune.failures import image_pull_failure, was_preempted
-from kubetune.lifecycle import Action, Observed, Plan, needs_artifact_check, plan_finetunejob
+from kubetune.lifecycle import (
+    TERMINAL,
+    Action,
+    Observed,
+    Plan,
+    needs_artifact_check,
+    plan_finetunejob,
+)
 from kubetune.status import now
 from kubetune.storage.s3 import ArtifactStore, StorageError
 
@@ -111,6 +118,10 @@ def finetunejob_progress(body: kopf.Body, **_: Any) -> None:
     except StorageError as exc:
         log.info("no progress for %s: %s", job.metadata["name"], exc.message)
         return
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return  # its Secret is gone (the namespace is going away); nothing to report
     if not report:
         return
     status = (job.status or FineTuneJobStatus()).model_copy(deep=True)
@@ -170,6 +181,10 @@ def reconcile(body: Any) -> None:
 
 
 def _plan(job: FineTuneJob) -> Plan:
+    return plan_finetunejob(_observe(job))
+
+
+def _observe(job: FineTuneJob) -> Observed:
     ns = job.metadata["namespace"]
     validation = k8s.get_job(ns, validation_job_name(job))
     training = k8s.get_job(ns, training_job_name(job))
@@ -184,7 +199,7 @@ def _plan(job: FineTuneJob) -> Plan:
             artifacts.MANIFEST_NAME,
         )
         obs = replace(obs, artifact_exists=_store(job).exists(manifest))
-    return plan_finetunejob(obs)
+    return obs
 
 
 def _missing_secret(job: FineTuneJob) -> tuple[Reason, str] | None:
@@ -210,6 +225,13 @@ def _missing_secret(job: FineTuneJob) -> tuple[Reason, str] | None:
 
 def _execute(job: FineTuneJob, plan: Plan) -> None:
     run = artifacts.run_id(job.spec)
+    if plan.status.phase in TERMINAL and (
+        job.status is None or job.status.phase != plan.status.phase
+    ):
+        # Record (and announce) the verdict before cleaning up (see Plan); then settle.
+        job = _write_status(job, plan.status)
+        _announce(job, plan)
+        plan = plan_finetunejob(_observe(job))
     for action in plan.actions:
         match action:
             case Action.START_VALIDATION:
@@ -232,7 +254,11 @@ def _execute(job: FineTuneJob, plan: Plan) -> None:
                 k8s.delete_job(job.metadata["namespace"], training_job_name(job))
             case Action.CREATE_ADAPTER:
                 _publish_adapter(job, plan.status, run)
-    _write_status(job, plan.status)
+    _announce(_write_status(job, plan.status), plan)
+
+
+def _announce(job: FineTuneJob, plan: Plan) -> None:
+    """Events and metrics for a status that has been written."""
     for kind, reason, message in plan.events:
         kopf.event(_ref(job), type=kind, reason=reason, message=message)
     metrics.observe_finetunejob(job, plan.status)
@@ -255,16 +281,20 @@ def _publish_adapter(job: FineTuneJob, status: FineTuneJobStatus, run: str) -> N
         status.trained_tokens = int(manifest.metrics["trained_tokens"])
 
 
-def _write_status(job: FineTuneJob, status: FineTuneJobStatus) -> None:
+def _write_status(job: FineTuneJob, status: FineTuneJobStatus) -> FineTuneJob:
+    """Write ``status`` if it changed; the job as it now is (for a further write)."""
     before = (job.status or FineTuneJobStatus()).model_dump(
         mode="json", by_alias=True, exclude_none=True
     )
     after = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if before != after or job.status is None:
-        k8s.patch_status(
-            PLURAL,
-            job.metadata["namespace"],
-            job.metadata["name"],
-            after,
-            resource_version=job.metadata["resourceVersion"],
-        )
+    if before == after and job.status is not None:
+        return job
+    written = k8s.patch_status(
+        PLURAL,
+        job.metadata["namespace"],
+        job.metadata["name"],
+        after,
+        resource_version=job.metadata["resourceVersion"],
+    )
+    metadata = {**job.metadata, "resourceVersion": written["metadata"]["resourceVersion"]}
+    return job.model_copy(update={"status": status.model_copy(deep=True), "metadata": metadata})

@@ -112,6 +112,13 @@ def test_apply_to_ready_adapter(
     status = eventually(
         lambda: phase_is(api_client, namespace, "support-bot", "Succeeded"), what="Succeeded"
     )
+    status = eventually(
+        lambda: (
+            status_of(api_client, namespace, "finetunejobs", "support-bot").get("adapterRef")
+            and status_of(api_client, namespace, "finetunejobs", "support-bot")
+        ),
+        what="adapterRef",
+    )
     assert status["adapterRef"] == "support-bot-v1"
     assert status["artifactUri"] == uri
     assert status["attempts"] == 1
@@ -128,13 +135,17 @@ def test_apply_to_ready_adapter(
     assert adapter["status"]["sizeBytes"] == sum(len(d) for d in files.values())
     assert adapter["status"]["files"] == 2
 
-    events = (
-        client.CoreV1Api(api_client)
-        .list_namespaced_event(namespace, field_selector="involvedObject.name=support-bot")
-        .items
+    def reasons() -> set[str]:
+        events = client.CoreV1Api(api_client).list_namespaced_event(
+            namespace, field_selector="involvedObject.name=support-bot"
+        )
+        return {e.reason for e in events.items}
+
+    # Events are posted asynchronously, after the status they describe.
+    eventually(
+        lambda: {"ValidatingDataset", "JobCreated", "Training", "Completed"} <= reasons(),
+        what="an Event for every transition",
     )
-    reasons = {e.reason for e in events}
-    assert {"ValidatingDataset", "JobCreated", "Training", "Completed"} <= reasons
 
 
 def _assert_training_pod_spec(job: client.V1Job, namespace: str) -> None:

@@ -108,8 +108,11 @@ def test_of_two_replicas_only_the_leader_acts(
         )
         finish_training(api_client, s3.client(), ns, NAME)
         eventually(lambda: phase_is(api_client, ns, NAME, "Succeeded"), what="Succeeded")
-        assert 'kubetune_finetunejobs{phase="Succeeded"} 1.0' in standby.metrics()
-        assert _count(api_client, ns) == (2, 1)
+        eventually(
+            lambda: 'kubetune_finetunejobs{phase="Succeeded"} 1.0' in standby.metrics(),
+            what="the new leader's phase gauge",
+        )
+        eventually(lambda: _count(api_client, ns) == (2, 1), what="one Adapter")
     finally:
         for replica in replicas:
             replica.stop()

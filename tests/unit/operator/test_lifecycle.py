@@ -68,7 +68,7 @@ def _condition(plan, kind: str) -> tuple[str, str]:
                 "artifact_exists": True,
             },
             "Succeeded",
-            [Action.CREATE_ADAPTER],
+            [],
         ),
         (
             {
@@ -81,7 +81,7 @@ def _condition(plan, kind: str) -> tuple[str, str]:
         (
             {"validation": k8s_job("v", active=1), "pods": [pod(waiting="ErrImagePull")]},
             "Failed",
-            [Action.STOP_VALIDATION],
+            [],
         ),
         ({"failure": (Reason.SECRET_NOT_FOUND, "Secret s3-creds not found")}, "Failed", []),
     ],
@@ -125,7 +125,7 @@ def test_valid_dataset_report_lands_in_status() -> None:
             [pod(waiting="ImagePullBackOff")],
             {},
             "Failed",
-            [Action.STOP_TRAINING],
+            [],
             "ImagePullFailed",
         ),
         (
@@ -170,14 +170,46 @@ def test_training_stage(
     assert reason in {e[1] for e in plan.events} | {c.reason for c in plan.status.conditions}
 
 
-def test_completed_training_publishes_only_when_the_manifest_exists() -> None:
+def test_completed_training_succeeds_only_when_the_manifest_exists() -> None:
     done = k8s_job("t", conditions=("Complete",), succeeded=1)
-    assert _plan(_validated(), training=done, artifact_exists=True).actions == [
-        Action.CREATE_ADAPTER
-    ]
+    assert _plan(_validated(), training=done, artifact_exists=True).status.phase == "Succeeded"
     missing = _plan(_validated(), training=done, artifact_exists=False)
     assert missing.status.phase == "Failed"
     assert missing.actions == []
+
+
+def _finished(phase: str, **status: Any) -> FineTuneJob:
+    body = finetunejob_body()
+    body["status"] = {"phase": phase, **status}
+    return FineTuneJob.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("job", "observed", "actions"),
+    [
+        (_finished("Failed"), {"validation": k8s_job("v", active=1)}, [Action.STOP_VALIDATION]),
+        (_finished("Failed"), {"training": k8s_job("t", active=1)}, [Action.STOP_TRAINING]),
+        (_finished("Failed"), {"training": k8s_job("t", conditions=("Failed",))}, []),
+        (
+            _finished("Succeeded"),
+            {"training": k8s_job("t", conditions=("Complete",))},
+            [Action.CREATE_ADAPTER],
+        ),
+        (
+            _finished("Succeeded", adapterRef="support-bot-v3"),
+            {"training": k8s_job("t", conditions=("Complete",))},
+            [],
+        ),
+    ],
+    ids=["stop-validation", "stop-training", "keep-failed-job", "publish", "published"],
+)
+def test_a_finished_run_settles(
+    job: FineTuneJob, observed: dict[str, Any], actions: list[Action]
+) -> None:
+    """After the terminal status is written, the next plan cleans up and publishes."""
+    plan = _plan(job, **observed)
+    assert plan.actions == actions
+    assert plan.events == []
 
 
 def test_terminal_jobs_are_left_alone_and_replanning_changes_nothing() -> None:
