@@ -122,7 +122,7 @@ class Manifest(BaseModel):
     version: int = Field(MANIFEST_VERSION, description="Manifest format version.")
     run_id: str = Field(description="The run that produced the artifact.")
     base_model: dict[str, Any] = Field(description="Base model name and revision.")
-    lora: dict[str, Any] = Field(description="The LoRA configuration (PEFT's names).")
+    lora: dict[str, Any] = Field(description="The LoRA configuration, as the API names it.")
     files: list[ManifestFile] = Field(min_length=1, description="Every file of the artifact.")
     metrics: dict[str, float | int | None] = Field(default_factory=dict)
     dataset: dict[str, Any] = Field(default_factory=dict, description="Dataset uri and sha256.")

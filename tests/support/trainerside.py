@@ -38,7 +38,7 @@ def publish_artifact(
     manifest = artifacts.Manifest(
         run_id=run,
         base_model={"name": "kubetune/tiny-llama", "revision": "main"},
-        lora={"r": 8, "lora_alpha": 16},
+        lora={"r": 8, "alpha": 16},
         files=[
             artifacts.ManifestFile(path=p, sha256=hashlib.sha256(d).hexdigest(), size=len(d))
             for p, d in sorted(files.items())

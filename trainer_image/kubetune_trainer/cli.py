@@ -21,10 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kubetune.api import Reason
+from kubetune.api import OverLength, Reason
 
 from kubetune_trainer import distributed, launching, termination
-from kubetune_trainer.datasets.validation import OverLength
 from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.jobspec import load_spec
 from kubetune_trainer.settings import RunSettings
@@ -55,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
             "--over-length",
             type=OverLength,
             choices=list(OverLength),
-            help="records over maxSeqLength tokens: truncate (default) or reject",
+            help="records over maxSeqLength tokens: truncate or reject (default: the spec)",
         )
     train = commands.choices["train"]
     train.add_argument("--run-id", help="sub-prefix of output.uri (default: from the spec)")

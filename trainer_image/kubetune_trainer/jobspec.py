@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from kubetune.api import FineTuneJob, FineTuneJobSpec, Reason
+from kubetune.api import FineTuneJob, FineTuneJobSpec, OverLength, Reason
 from pydantic import ValidationError
 
 from kubetune_trainer.datasets.formats import RecordFormat
-from kubetune_trainer.datasets.validation import OverLength, ValidationOptions
+from kubetune_trainer.datasets.validation import ValidationOptions
 from kubetune_trainer.errors import TrainerError
 
 
@@ -34,11 +34,13 @@ def load_spec(path: Path) -> FineTuneJobSpec:
     raise TrainerError(Reason.INVALID_SPEC, f"{path} holds neither a FineTuneJob nor its spec")
 
 
-def validation_options(spec: FineTuneJobSpec, over_length: OverLength) -> ValidationOptions:
+def validation_options(
+    spec: FineTuneJobSpec, over_length: OverLength | None = None
+) -> ValidationOptions:
     """What the dataset is validated against, from the spec and the over-length policy."""
     fmt = spec.dataset.format.value
     return ValidationOptions(
         max_seq_length=spec.training.max_seq_length,
         fmt=None if fmt == "auto" else RecordFormat(fmt),
-        over_length=over_length,
+        over_length=over_length or spec.dataset.over_length,
     )

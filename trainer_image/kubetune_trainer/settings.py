@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubetune_trainer.datasets.validation import OverLength
+from kubetune.api import OverLength
 
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 
@@ -30,8 +30,8 @@ class RunSettings:
     """Port of the Prometheus endpoint on the main process; None: no endpoint."""
     progress_interval: float = 10.0
     """Seconds between progress reports to S3; the API promises at most 15."""
-    over_length: OverLength = OverLength.TRUNCATE
-    """What to do with records longer than maxSeqLength tokens."""
+    over_length: OverLength | None = None
+    """Overrides the spec's dataset.overLength (records over maxSeqLength tokens)."""
 
     @classmethod
     def from_environment(cls) -> RunSettings:
@@ -48,5 +48,7 @@ class RunSettings:
             termination_path=Path(env.get("KUBETUNE_TERMINATION_PATH", DEFAULT_TERMINATION_PATH)),
             metrics_port=int(port) if port else None,
             progress_interval=float(env.get("KUBETUNE_PROGRESS_INTERVAL", "10")),
-            over_length=OverLength(env.get("KUBETUNE_OVER_LENGTH", OverLength.TRUNCATE.value)),
+            over_length=OverLength(env["KUBETUNE_OVER_LENGTH"])
+            if env.get("KUBETUNE_OVER_LENGTH")
+            else None,
         )

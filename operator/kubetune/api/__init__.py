@@ -48,6 +48,7 @@ from kubetune.api.finetunejob import (
     FineTuneJobStatus,
     Method,
     OutputSpec,
+    OverLength,
     Progress,
     TrainingResources,
 )
@@ -134,6 +135,7 @@ __all__ = [
     "ModelSource",
     "Optimizer",
     "OutputSpec",
+    "OverLength",
     "Precision",
     "Progress",
     "QuantType",

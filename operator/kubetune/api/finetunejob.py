@@ -40,12 +40,20 @@ class Method(StrEnum):
 
 
 class DatasetFormat(StrEnum):
-    """The record layout of a JSONL or Parquet dataset."""
+    """The record layout of a JSONL, JSON or Parquet dataset."""
 
-    AUTO = "auto"  # detected from the first records
-    CHAT = "chat"  # {"messages": [{"role": ..., "content": ...}, ...]}
-    INSTRUCTION = "instruction"  # {"prompt": ..., "completion": ...}
-    COMPLETION = "completion"  # {"text": ...}
+    AUTO = "auto"  # detected from the records
+    CHAT = "chat"  # OpenAI {"messages": [{"role": ..., "content": ...}, ...]}
+    INSTRUCTION = "instruction"  # Alpaca {"instruction": ..., "input": ..., "output": ...}
+    COMPLETION = "completion"  # {"prompt": ..., "completion": ...}
+    TEXT = "text"  # {"text": ...}: plain text, loss on every token
+
+
+class OverLength(StrEnum):
+    """What validation does with a record longer than training.maxSeqLength tokens."""
+
+    TRUNCATE = "truncate"  # keep it, cut to maxSeqLength (reported as a warning)
+    REJECT = "reject"  # report it as an error: the dataset is invalid
 
 
 class DatasetSpec(S3Access):
@@ -67,8 +75,13 @@ class DatasetSpec(S3Access):
     )
     format: DatasetFormat = Field(
         DatasetFormat.AUTO,
-        description="Record layout: chat (messages), instruction (prompt/completion), "
-        "completion (text), or auto to detect it.",
+        description="Record layout: chat (OpenAI messages), instruction (Alpaca instruction/"
+        "input/output), completion (prompt/completion), text, or auto to detect it.",
+    )
+    over_length: OverLength = Field(
+        OverLength.TRUNCATE,
+        description="Records longer than training.maxSeqLength tokens: truncate them "
+        "(a warning) or reject them (the dataset is invalid).",
     )
     validation_split: float = Field(
         0.0,

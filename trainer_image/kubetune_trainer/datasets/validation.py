@@ -11,20 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
+
+from kubetune.api import OverLength
 
 from kubetune_trainer.datasets.formats import RecordFormat, parse_record, resolve_format
 from kubetune_trainer.datasets.issues import Issue, Problem, error, warning
 from kubetune_trainer.datasets.loading import RawRecord
 from kubetune_trainer.datasets.tokenization import TemplateError, TokenizedExample, tokenize
-
-
-class OverLength(StrEnum):
-    """What to do with a record longer than maxSeqLength tokens."""
-
-    TRUNCATE = "truncate"
-    REJECT = "reject"
 
 
 @dataclass(frozen=True)
