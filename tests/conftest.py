@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, config
+
 from localcluster import Cluster, S3Info, S3Server
 from support.polling import eventually
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+
 from localcluster import Cluster
 from localcluster.nodes import KWOK_LABEL
 from support.helm import CHART, helm, service_account_kubeconfig

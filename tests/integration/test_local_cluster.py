@@ -9,6 +9,7 @@ import secrets
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
 from localcluster import Cluster, S3Info
 from localcluster.nodes import GPU_PRODUCT_LABEL, GPU_RESOURCE
 from support.polling import eventually

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
 from localcluster import Cluster, processes
 from support.agent import TAINT_KEY, Agent, node_ready, start_agent
 from support.polling import eventually

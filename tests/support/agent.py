@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import localcluster
 from kubernetes import client
+
+import localcluster
 from localcluster import Cluster, processes
 from localcluster.nodeagent import AGENT_TAINT
 from localcluster.nodeagent_pods import pod_dir

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client
+
 from localcluster import ClusterInfo, ensure_tools
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "kubetune"

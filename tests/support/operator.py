@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from localcluster.processes import free_port, http_ok
-
 from support.polling import eventually
 
 

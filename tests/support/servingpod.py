@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
 from localcluster import S3Info, processes
 from localcluster.prometheus import PrometheusServer
-
 from support.loras import TINY_BASE
 from support.polling import eventually
 

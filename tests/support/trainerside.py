@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
-from kubetune import artifacts
 
+from kubetune import artifacts
 from support.polling import eventually
 
 
@@ -98,7 +98,6 @@ def pass_validation(api: client.ApiClient, namespace: str, name: str) -> None:
 def finish_training(api: client.ApiClient, s3: Any, namespace: str, name: str) -> tuple[str, str]:
     """Publish the run's artifact and end its training pod successfully; (uri, digest)."""
     from kubetune.api import FineTuneJob
-
     from support.resources import get
 
     job = FineTuneJob.model_validate(get(api, namespace, "finetunejobs", name))

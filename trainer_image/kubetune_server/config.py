@@ -29,9 +29,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+from pydantic import Field, model_validator
+
 from kubetune.api import KubeModel
 from kubetune.api._types import HttpUrl, ServedName, Sha256Digest
-from pydantic import Field, model_validator
 
 VersionName = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=253)

@@ -36,13 +36,12 @@ from typing import Any
 from kubetune.api import Reason
 from kubetune.artifacts import MANIFEST_NAME, Manifest, digest, join
 from kubetune.storage.s3 import ArtifactStore, StorageError, make_client
-from kubetune_trainer.artifacts import describe_file
-from kubetune_trainer.errors import TrainerError
-from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore, S3Uri
-
 from kubetune_server.config import AdapterSource, S3Location
 from kubetune_server.errors import AdapterRefusedError, AdapterUnavailableError
 from kubetune_server.settings import Settings
+from kubetune_trainer.artifacts import describe_file
+from kubetune_trainer.errors import TrainerError
+from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore, S3Uri
 
 ADAPTER_CONFIG = "adapter_config.json"
 _CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

@@ -19,10 +19,11 @@ _DTYPES = ("auto", "float32", "bfloat16", "float16")
 def load_base_model(settings: Settings) -> tuple[Any, Any]:
     """``(model, tokenizer)``, the model in eval mode with its KV cache on."""
     import torch
+    from transformers import AutoModelForCausalLM
+
     from kubetune.api import ModelSource
     from kubetune_trainer.modeling import load_tokenizer
     from kubetune_trainer.sources import ModelRef, fetch_base_model
-    from transformers import AutoModelForCausalLM
 
     model = settings.model
     if model.dtype not in _DTYPES:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api import Reason
-
 from kubetune_server.errors import AdapterRefusedError
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed batch

@@ -18,7 +18,6 @@ from typing import Any
 
 from kubetune.api import FineTuneJobSpec
 from kubetune.artifacts import MANIFEST_NAME, Manifest, ManifestFile, digest
-
 from kubetune_trainer import __version__
 from kubetune_trainer.layout import RunLayout
 from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api import OverLength, Reason
-
 from kubetune_trainer import distributed, launching, termination
 from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.jobspec import load_spec

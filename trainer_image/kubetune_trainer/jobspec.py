@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from kubetune.api import FineTuneJob, FineTuneJobSpec, OverLength, Reason
 from pydantic import ValidationError
 
+from kubetune.api import FineTuneJob, FineTuneJobSpec, OverLength, Reason
 from kubetune_trainer.datasets.formats import RecordFormat
 from kubetune_trainer.datasets.validation import ValidationOptions
 from kubetune_trainer.errors import TrainerError

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubetune.artifacts import ADAPTER_DIR, CHECKPOINTS_DIR, MANIFEST_NAME, PROGRESS_NAME
-
 from kubetune_trainer.storage import S3Uri
 
 CHECKPOINT_PREFIX = "step-"

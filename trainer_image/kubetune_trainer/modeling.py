@@ -17,7 +17,6 @@ from kubetune.api import (
     QuantizationConfig,
     Reason,
 )
-
 from kubetune_trainer.datasets.tokenization import ensure_chat_template
 from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.sources import ModelRef

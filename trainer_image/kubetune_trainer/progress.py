@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubetune.api import Progress
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from transformers import TrainerCallback
 
+from kubetune.api import Progress
 from kubetune_trainer.storage import ObjectStore, S3Uri
 
 log = logging.getLogger(__name__)

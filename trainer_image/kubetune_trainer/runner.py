@@ -18,11 +18,11 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import torch
-from kubetune.api import FineTuneJobSpec, Reason
-from kubetune.artifacts import run_id as run_id_for
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
+from kubetune.api import FineTuneJobSpec, Reason
+from kubetune.artifacts import run_id as run_id_for
 from kubetune_trainer import distributed
 from kubetune_trainer.artifacts import (
     Artifact,

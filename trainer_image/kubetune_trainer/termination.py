@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api import Reason
-
 from kubetune_trainer.errors import TrainerError
 
 LIMIT = 4096

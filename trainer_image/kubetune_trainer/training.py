@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api import FineTuneJobSpec, Precision, Reason
-
 from kubetune_trainer import distributed
 from kubetune_trainer.datasets.packing import Collator, pack, unpacked
 from kubetune_trainer.datasets.preparing import PreparedDataset

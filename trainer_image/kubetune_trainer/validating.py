@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetune.api import FineTuneJobSpec, Reason
-
 from kubetune_trainer.datasets.preparing import PreparedDataset, prepare_dataset
 from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.jobspec import validation_options

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from localcluster import S3Info
 from localcluster.prometheus import PrometheusServer
 from support.loras import TINY_BASE, make_lora, write_manifest

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from localcluster import S3Info
 from support.loras import manifest_digest, upload, write_manifest
 

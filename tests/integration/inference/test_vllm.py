@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client
+
 from support.polling import eventually
 
 from .conftest import Adapters, Deployed, canary_at, conditions

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from localcluster import Cluster, S3Info
 from support.operator import OperatorProcess
 from support.polling import eventually

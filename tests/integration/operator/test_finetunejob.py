@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from kubetune import artifacts
 from kubetune.api import FineTuneJob
 from localcluster import S3Info

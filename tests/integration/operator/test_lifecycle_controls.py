@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from localcluster import S3Info
 from support.polling import eventually
 from support.resources import (

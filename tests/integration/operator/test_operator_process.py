@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
+
 from localcluster import Cluster, S3Info
 from support.helm import CHART, helm, service_account_kubeconfig
 from support.operator import OperatorProcess

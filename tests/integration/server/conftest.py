@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+
 from kubetune_server.app import create_app
 from kubetune_server.settings import AdapterSettings, ModelSettings, ServingSettings, Settings
 from support.loras import TINY_BASE, make_lora, manifest_digest, upload

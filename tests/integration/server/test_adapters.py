@@ -8,6 +8,7 @@ from collections import Counter
 
 import httpx
 import pytest
+
 from kubetune.api import FineTuneJobSpec
 from kubetune_trainer.artifacts import build_manifest, publish_artifact
 from kubetune_trainer.layout import RunLayout

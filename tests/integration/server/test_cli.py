@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import httpx
+
 from support.loras import TINY_BASE
 from support.polling import eventually
 

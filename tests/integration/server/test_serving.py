@@ -10,9 +10,10 @@ from itertools import product
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from kubetune_server.decoding import SamplingParams
 from kubetune_server.engine import DoneEvent, Sequence
-from prometheus_client.parser import text_string_to_metric_families
 from support.loras import TINY_BASE
 from support.polling import eventually
 

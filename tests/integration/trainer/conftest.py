@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubetune.artifacts import Manifest, digest
 from support.tinymodel import build_tiny_model
 

@@ -9,8 +9,9 @@ import signal
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from kubetune_trainer import cli, runner
 from transformers import AutoModelForCausalLM
+
+from kubetune_trainer import cli, runner
 
 
 def test_wrong_credentials_are_s3_access_denied(trainer):

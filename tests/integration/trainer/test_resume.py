@@ -13,6 +13,7 @@ import socket
 import urllib.request
 
 import pytest
+
 from kubetune.api import Progress
 from support.polling import eventually
 

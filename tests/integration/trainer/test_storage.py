@@ -6,6 +6,7 @@ import hashlib
 import os
 
 import pytest
+
 from kubetune_trainer.storage import MIB, ObjectNotFoundError, ObjectStore, S3Uri
 
 

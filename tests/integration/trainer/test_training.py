@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from kubetune.api import Progress
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from kubetune.api import Progress
 
 PROMPT = [{"role": "user", "content": "What color is the banana? (1000)"}]
 

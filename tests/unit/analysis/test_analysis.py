@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from kubetune import analysis
 from kubetune.analysis import PrometheusClient, PrometheusError, kubetune_queries, vllm_queries
 from kubetune.rollout import Measurement

@@ -6,8 +6,9 @@ import inspect
 from enum import StrEnum
 from typing import Any
 
-import kubetune.api
 import pytest
+
+import kubetune.api
 from kubetune.api import (
     KINDS,
     FineTuneJob,

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubetune.api import Adapter, FineTuneJob, InferenceDeployment, KubeObject
 from pydantic import ValidationError
+
+from kubetune.api import Adapter, FineTuneJob, InferenceDeployment, KubeObject
 from support.apiobjects import INVALID, VALID, Invalid, Valid, example
 
 pytestmark = pytest.mark.unit

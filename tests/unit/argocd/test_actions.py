@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from kubetune.api import FineTuneJob, InferenceDeployment
 from support.apiobjects import minimal, with_changes
 from support.argocd import act, action_names, discover

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from support.helm import KUBE_VERSION, helm
 
 pytestmark = pytest.mark.unit

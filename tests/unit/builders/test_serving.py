@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubetune.api import InferenceDeployment, ResolvedAdapter, TrafficRouting
 from kubetune.builders.serving import build_serving_config, in_pod_routes
 from kubetune.builders.serving_children import build_children

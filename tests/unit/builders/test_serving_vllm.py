@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubetune.api import InferenceDeployment, TrafficRouting
 from kubetune.builders.serving_children import build_children
 from kubetune.builders.serving_vllm import max_lora_rank

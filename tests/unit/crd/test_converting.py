@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import pytest
+from pydantic import BaseModel, Field
+
 from kubetune.api import KubeModel, Rule
 from kubetune.crd import SchemaError, structural_schema
-from pydantic import BaseModel, Field
 
 pytestmark = pytest.mark.unit
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubetune.api import KINDS, Adapter, FineTuneJob, InferenceDeployment, KubeObject
 from kubetune.crd import build_crd, diff_all, render_all, write_all
 from kubetune.crd.__main__ import DEFAULT_DIRS, main

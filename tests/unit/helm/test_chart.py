@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubetune.api import KINDS
 from kubetune.crd import build_crd
 from support.helm import CHART, KUBE_VERSION, NAMESPACE, RELEASE, helm, render, render_text

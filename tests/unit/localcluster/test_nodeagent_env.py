@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+
 from localcluster.nodeagent_env import (
     ConfigError,
     StartError,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from localcluster.nodeagent_status import (
     ContainerRecord,
     PodRun,

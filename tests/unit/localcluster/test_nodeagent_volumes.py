@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from localcluster.nodeagent_env import ConfigError
 from localcluster.nodeagent_volumes import materialize, volume_files
 from support.nodeagent import FakeSources, make_pod

@@ -1,4 +1,5 @@
 import pytest
+
 from localcluster.nodes import GPU_RESOURCE, KWOK_LABEL, NodePool, build_nodes
 
 

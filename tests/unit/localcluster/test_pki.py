@@ -2,6 +2,7 @@ import ipaddress
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from localcluster.pki import CLIENTS, write_pki
 
 

@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+
 from localcluster.tools import TOOLS, tool_key
 
 

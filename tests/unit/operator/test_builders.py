@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from kubetune.artifacts import Manifest, ManifestFile
 from kubetune.builders.adapter import build_adapter
 from kubetune.builders.meta import child_name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from kubetune.api import Reason
 from kubetune.failures import (
     classify_failure,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from kubetune.api import FineTuneJob, Reason
 from kubetune.lifecycle import Action, Observed, needs_artifact_check, plan_finetunejob
 from support.factories import finetunejob_body, k8s_job, make_finetunejob, pod

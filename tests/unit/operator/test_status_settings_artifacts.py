@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from kubetune import artifacts
 from kubetune.api import Condition, ConditionStatus
 from kubetune.settings import Settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from kubetune.api import AnalysisResult, AnalysisSpec, AnalysisStatus, CanaryStatus, EvalGate
 from kubetune.api import ResolvedAdapter as R
 from kubetune.rollout import Measurement, is_analysis_due, parse_duration

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from kubetune.api import Adapter, InferenceDeployment, TrafficRouting
 from kubetune.rollout import Measurement, Observed, Plan, ServingPods, plan_rollout
 from kubetune.rollout import resolve_adapters as resolve

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from kubetune.api import Reason
 from kubetune.rollout import resolve_adapters, revision_of
 from support.inference import digest_of, make_adapter, make_infd

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from kubetune.api import RuntimeType, TrafficRouting
 from kubetune.rollout import effective_weight, plan_routing, split_replicas, summarize_pods
 from support.inference import deployment

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from kubetune_server.config import AdapterSource, ServingConfig, load_config
 from pydantic import ValidationError
+
+from kubetune_server.config import AdapterSource, ServingConfig, load_config
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from kubetune_server.decoding import SamplingParams, TextStream, pick_token
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from kubetune_server.config import AdapterSource
 from kubetune_server.errors import AdapterRefusedError
 from kubetune_server.fetching import AdapterFetcher

@@ -6,6 +6,7 @@ from collections import Counter
 from itertools import pairwise
 
 import pytest
+
 from kubetune_server.routing import RouteTable, Target, WeightedChoice
 
 

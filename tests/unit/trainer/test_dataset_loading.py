@@ -6,6 +6,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from kubetune_trainer.datasets.loading import dataset_digest, file_digest, read_records
 from kubetune_trainer.datasets.preparing import DatasetFile, DatasetSource, prepare_dataset, split
 from kubetune_trainer.datasets.tokenization import TokenizedExample

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kubetune_trainer.datasets.formats import RecordFormat
 from kubetune_trainer.datasets.issues import Problem
 from kubetune_trainer.datasets.preparing import DatasetSource, prepare_dataset

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from kubetune_trainer.checkpoints import _own_files
 from kubetune_trainer.datasets.formats import RecordFormat
 from kubetune_trainer.datasets.validation import OverLength

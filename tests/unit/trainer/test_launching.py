@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+
 from kubetune_trainer.launching import exit_code, plan_launch
 
 ARGV = ["train", "--config", "/etc/kubetune/job.yaml"]

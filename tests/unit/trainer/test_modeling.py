@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from kubetune.api import LoraConfig, Precision, QuantizationConfig
 from kubetune_trainer.modeling import lora_config, quantization_config, resolve_precision
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from kubetune.api import LoraConfig, Precision
 from kubetune_trainer.datasets.packing import Collator, pack, plan_bins, unpacked
 from kubetune_trainer.datasets.tokenization import IGNORE_INDEX, TokenizedExample

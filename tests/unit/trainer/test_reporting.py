@@ -6,6 +6,7 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+
 from kubetune.api import Reason
 from kubetune_trainer import termination
 from kubetune_trainer.errors import TrainerError

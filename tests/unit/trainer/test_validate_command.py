@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import yaml
+
 from kubetune_trainer.cli import main
 
 GOOD = {

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune.api import OverLength
-
 from kubetune_trainer.datasets.formats import RecordFormat, parse_record, resolve_format
 from kubetune_trainer.datasets.issues import Issue, Problem, error, warning
 from kubetune_trainer.datasets.loading import RawRecord
