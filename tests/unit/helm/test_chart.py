@@ -278,7 +278,30 @@ def test_environment_follows_the_operator_contract(default: list[dict[str, Any]]
         "KUBETUNE_RUNTIME_IMAGE": "ghcr.io/kubetune/runtime:0.1.0",
         "KUBETUNE_S3_ENDPOINT": "",
         "KUBETUNE_S3_REGION": "",
+        "KUBETUNE_VLLM_IMAGE": "",
+        "KUBETUNE_PROMETHEUS_URL": "",
+        "KUBETUNE_VALIDATION_NODE_SELECTOR": "{}",
+        "KUBETUNE_VALIDATION_TOLERATIONS": "[]",
     }
+
+
+def test_the_operator_reads_what_the_chart_sets() -> None:
+    """The chart's environment, parsed by the operator's own Settings."""
+    from kubetune.settings import Settings
+
+    objects = render(
+        "--set", "defaults.validation.nodeSelector.kubetune\\.io/pool=cpu",
+        "--set", "defaults.prometheusUrl=http://prometheus:9090",
+        "--set", "defaults.s3.endpoint=http://minio:9000",
+        "--set", "watchNamespaces={team-a,team-b}",
+    )  # fmt: skip
+    env = {e["name"]: e["value"] for e in container(objects)["env"] if "value" in e}
+    settings = Settings.from_env(env)
+    assert settings.training.validation_node_selector == {"kubetune.io/pool": "cpu"}
+    assert settings.rollout.prometheus_url == "http://prometheus:9090"
+    assert settings.storage.endpoint == "http://minio:9000"
+    assert settings.process.namespaces == ("team-a", "team-b")
+    assert settings.images.vllm == Settings().images.vllm  # empty value: the built-in default
 
 
 @pytest.mark.parametrize(("health", "metrics"), [(8081, 8080), (9443, 9090)])
