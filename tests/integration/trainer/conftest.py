@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,16 +19,8 @@ import pytest
 import yaml
 
 from kubetune.artifacts import Manifest, digest
+from support.fruits import fruit_records, jsonl
 from support.tinymodel import build_tiny_model
-
-FRUITS = {
-    "apple": "red",
-    "banana": "yellow",
-    "cherry": "red",
-    "grape": "purple",
-    "lemon": "yellow",
-    "orange": "orange",
-}
 
 
 @pytest.fixture
@@ -42,27 +33,6 @@ def fruit() -> Any:
 def as_jsonl() -> Any:
     """Records as JSON Lines bytes."""
     return jsonl
-
-
-def fruit_records(count: int = 96, seed: int = 0) -> list[dict[str, Any]]:
-    """Chat records of the learnable task."""
-    rng = random.Random(seed)
-    records = []
-    for i in range(count):
-        fruit = rng.choice(list(FRUITS))
-        records.append(
-            {
-                "messages": [
-                    {"role": "user", "content": f"What color is the {fruit}? ({i})"},
-                    {"role": "assistant", "content": f"Answer: {FRUITS[fruit]}."},
-                ]
-            }
-        )
-    return records
-
-
-def jsonl(records: list[dict[str, Any]]) -> bytes:
-    return "\n".join(json.dumps(r) for r in records).encode()
 
 
 @pytest.fixture(scope="session")
