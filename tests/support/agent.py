@@ -45,12 +45,16 @@ class Agent:
         }
 
 
-def start_agent(cluster: Cluster, root: Path, node: str) -> Agent:
+def start_agent(cluster: Cluster, root: Path, node: str, **env: str) -> Agent:
+    """An agent whose pods run this Python environment's commands (kubetune-train, ...)."""
     hack = Path(localcluster.__file__).resolve().parents[1]
     pythonpath = os.pathsep.join(filter(None, [str(hack), os.environ.get("PYTHONPATH")]))
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     argv = [sys.executable, "-m", "localcluster.nodeagent"]
     argv += ["--kubeconfig", str(cluster.info.kubeconfig), "--dir", str(root), "--node", node]
-    pid, started = processes.spawn(argv, log=root / "agent.log", env={"PYTHONPATH": pythonpath})
+    pid, started = processes.spawn(
+        argv, log=root / "agent.log", env={"PYTHONPATH": pythonpath, "PATH": path, **env}
+    )
     return Agent(node=node, root=root, pid=pid, started=started)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from kubernetes import client
+
+from localcluster import S3Info
 
 GROUP, VERSION = "kubetune.io", "v1alpha1"
 
@@ -55,3 +58,16 @@ def validation_summary() -> dict[str, Any]:
         "message": "",
         "dataset": {"sha256": "b" * 64, "format": "chat", "records": 90, "evalRecords": 10},
     }
+
+
+def make_secret(api: client.ApiClient, namespace: str, s3: S3Info) -> str:
+    """A Secret with the S3 credentials, as users create it; its name."""
+    data = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="s3-creds"),
+            data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        ),
+    )
+    return "s3-creds"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +12,7 @@ from kubernetes import client
 from localcluster import Cluster, S3Info
 from support.operator import OperatorProcess
 from support.polling import eventually
+from support.resources import make_secret
 
 
 @pytest.fixture(scope="session")
@@ -42,19 +42,6 @@ def own_namespace(api_client: client.ApiClient) -> Iterator[str]:
     eventually(lambda: core.read_namespaced_service_account("default", name))
     yield name
     core.delete_namespace(name)
-
-
-def make_secret(api: client.ApiClient, namespace: str, s3: S3Info) -> str:
-    """A Secret with the S3 credentials, as users create it; its name."""
-    data = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
-    client.CoreV1Api(api).create_namespaced_secret(
-        namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name="s3-creds"),
-            data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        ),
-    )
-    return "s3-creds"
 
 
 def make_finetunejob(name: str, bucket: str, endpoint: str, **spec: Any) -> dict[str, Any]:
