@@ -1,8 +1,10 @@
-"""Pod-spec pieces every serving pod shares: the restricted security context, GPU and CPU
-requests, scheduling onto the right nodes, and S3 credentials as mounted files.
+"""Pod-spec pieces every pod the operator runs shares (training, validation, serving): the
+restricted security context, GPU and CPU requests, scheduling onto the right nodes, and S3
+credentials as environment variables or mounted files.
 
-Spelled once so that the reference runtime's pods and vLLM's pods cannot drift apart on
-security: no API credentials, non-root, no privilege escalation, every capability dropped.
+Spelled once so that training pods, the reference runtime's pods and vLLM's pods cannot
+drift apart on security: no API credentials, non-root, no privilege escalation, every
+capability dropped.
 """
 
 from __future__ import annotations

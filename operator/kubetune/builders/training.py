@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from kubetune.api import FineTuneJob, S3Access, constants
+from kubetune.api import FineTuneJob, constants
+from kubetune.builders import pods
 from kubetune.builders.meta import child_metadata, child_name
 from kubetune.settings import Settings
 
@@ -23,13 +24,10 @@ WORKDIR = "/workdir"
 TERMINATION_PATH = "/dev/termination-log"
 METRICS_PORT = 9090
 RENDEZVOUS_PORT = 29500
-GPU = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The trainer exits with this code when retrying cannot help (invalid data or spec, a
 # missing base model, denied access); the Job's pod failure policy then fails at once.
 PERMANENT_FAILURE_EXIT_CODE = 3
-_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def config_map_name(job: FineTuneJob) -> str:
@@ -70,21 +68,6 @@ def build_config_map(job: FineTuneJob) -> dict[str, Any]:
     }
 
 
-def _credential_env(role: str, access: S3Access | None) -> list[dict[str, Any]]:
-    if access is None or access.credentials_secret_ref is None:
-        return []
-    secret = access.credentials_secret_ref.name
-    return [
-        {
-            "name": f"KUBETUNE_S3_{role}_{key}",
-            "valueFrom": {
-                "secretKeyRef": {"name": secret, "key": key, "optional": key == "AWS_SESSION_TOKEN"}
-            },
-        }
-        for key in _CREDENTIAL_KEYS
-    ]
-
-
 def _env(job: FineTuneJob, settings: Settings, run: str) -> list[dict[str, Any]]:
     spec = job.spec
     env: list[dict[str, Any]] = [
@@ -98,28 +81,13 @@ def _env(job: FineTuneJob, settings: Settings, run: str) -> list[dict[str, Any]]
         env.append({"name": "AWS_ENDPOINT_URL", "value": settings.storage.endpoint})
     if settings.storage.region:
         env.append({"name": "AWS_REGION", "value": settings.storage.region})
-    env += _credential_env("BASE_MODEL", spec.base_model)
-    env += _credential_env("DATASET", spec.dataset)
-    env += _credential_env("OUTPUT", spec.output)
-    token = spec.base_model.token_secret_ref
-    if token is not None:
-        env.append(
-            {
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}},
-            }
-        )
-    return env
-
-
-def _security_context() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    for role, access in (
+        ("BASE_MODEL", spec.base_model),
+        ("DATASET", spec.dataset),
+        ("OUTPUT", spec.output),
+    ):
+        env += pods.credential_env(f"KUBETUNE_S3_{role}_", access)
+    return env + pods.token_env(spec.base_model.token_secret_ref)
 
 
 def _pod_spec(
@@ -135,13 +103,7 @@ def _pod_spec(
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "fsGroup": 1000,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pods.pod_security_context(),
         **scheduling,
         "containers": [
             {
@@ -151,7 +113,7 @@ def _pod_spec(
                 "args": [*args, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
                 "env": env,
                 "resources": resources,
-                "securityContext": _security_context(),
+                "securityContext": pods.container_security_context(),
                 "terminationMessagePath": TERMINATION_PATH,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": [
@@ -227,34 +189,11 @@ def _pod_failure_policy() -> dict[str, Any]:
     }
 
 
-def _training_resources(job: FineTuneJob) -> dict[str, Any]:
-    res = job.spec.resources
-    limits: dict[str, str] = {}
-    requests: dict[str, str] = {}
-    if res.gpus:
-        limits[GPU] = str(res.gpus)
-    if res.cpu:
-        limits["cpu"] = requests["cpu"] = res.cpu
-    if res.memory:
-        limits["memory"] = requests["memory"] = res.memory
-    return {"requests": requests, "limits": limits} if requests else {"limits": limits}
-
-
 def _scheduling(job: FineTuneJob) -> dict[str, Any]:
-    res = job.spec.resources
-    selector = dict(res.node_selector or {})
-    if res.gpu_type:
-        selector[GPU_PRODUCT_LABEL] = res.gpu_type
-    scheduling: dict[str, Any] = {}
-    if selector:
-        scheduling["nodeSelector"] = selector
-    if res.tolerations:
-        scheduling["tolerations"] = [
-            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in res.tolerations
-        ]
+    placement = pods.scheduling(job.spec.resources)
     if job.spec.priority_class_name:
-        scheduling["priorityClassName"] = job.spec.priority_class_name
-    return scheduling
+        placement["priorityClassName"] = job.spec.priority_class_name
+    return placement
 
 
 def _rendezvous_env(job: FineTuneJob) -> list[dict[str, Any]]:
@@ -283,7 +222,7 @@ def build_training_job(job: FineTuneJob, settings: Settings, run: str) -> dict[s
         settings,
         args=["train"],
         env=env,
-        resources=_training_resources(job),
+        resources=pods.resource_requirements(job.spec.resources),
         scheduling=scheduling,
     )
     pod["containers"][0]["ports"] = [{"name": "metrics", "containerPort": METRICS_PORT}]
