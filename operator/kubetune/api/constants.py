@@ -37,7 +37,6 @@ ANNOTATION_APPLIED_HASH: Final = f"{GROUP}/applied-hash"
 KOPF_STORAGE_PREFIX: Final = f"operator.{GROUP}"
 
 # Finalizers.
-# Held on a FineTuneJob until its training Job and checkpoints are cleaned up.
+# Kopf's finalizer on objects with deletion handlers: an Adapter is held by it while an
+# InferenceDeployment serves it, and until its S3 objects are deleted (deletionPolicy Delete).
 FINALIZER_CLEANUP: Final = f"{GROUP}/cleanup"
-# Held on an Adapter while an InferenceDeployment serves it, so it cannot vanish under traffic.
-FINALIZER_ADAPTER_IN_USE: Final = f"{GROUP}/adapter-in-use"
