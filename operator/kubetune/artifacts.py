@@ -68,11 +68,6 @@ def join(prefix: str, *parts: str) -> str:
     return "/".join([prefix.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
-def run_uri(output_uri: str, run: str) -> str:
-    """The prefix every object of one run lives under, with a trailing slash."""
-    return join(output_uri, run) + "/"
-
-
 def adapter_uri(output_uri: str, run: str) -> str:
     """The prefix of a run's final adapter, with a trailing slash."""
     return join(output_uri, run, ADAPTER_DIR) + "/"

@@ -77,11 +77,6 @@ def is_finished(job: dict[str, Any] | None) -> bool:
     return _job_condition(job, "Complete") or _job_condition(job, "Failed")
 
 
-def needs_pods(obs: Observed) -> bool:
-    """Whether the verdict of a finished Job (or a stuck one) needs its pods."""
-    return obs.validation is not None or obs.training is not None
-
-
 def needs_artifact_check(obs: Observed) -> bool:
     """Look in S3 before starting training (maybe it is done) and after it completes."""
     status = obs.job.status or FineTuneJobStatus()
