@@ -256,17 +256,14 @@ class Cluster:
     def _start(self, component: str, info: ClusterInfo, pki: Pki) -> None:
         binary = info.bin_dir[component]
         log = self.root / "logs" / f"{component}.log"
-        pid, started = processes.spawn(
-            [binary, *self._argv(component, info, pki)], log=log, cwd=self.root
+        info.pids[component], info.starts[component] = processes.start(
+            [binary, *self._argv(component, info, pki)],
+            log=log,
+            what=component,
+            ready=self._probe(component, info),
+            timeout=START_TIMEOUT,
+            cwd=self.root,
         )
-        info.pids[component], info.starts[component] = pid, started
-
-        def alive() -> bool:
-            return processes.runs(pid, started)
-
-        probe = self._probe(component, info)
-        if probe is not None:
-            processes.wait_until(probe, what=component, timeout=START_TIMEOUT, alive=alive, log=log)
 
     def _probe(self, component: str, info: ClusterInfo) -> Callable[[], bool] | None:
         """A readiness check per component; kwok is proven ready by its nodes turning Ready."""

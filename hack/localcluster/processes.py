@@ -51,6 +51,32 @@ def spawn(
     return proc.pid, started
 
 
+def start(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    log: Path,
+    what: str,
+    ready: Callable[[], bool] | None = None,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[int, int]:
+    """Spawn ``argv`` and wait until ``ready`` holds; (PID, start time).
+
+    If it exits or times out first, or the wait is interrupted, the process is stopped before
+    the error propagates, so a server that never came up is never left running.
+    """
+    pid, started = spawn(argv, log=log, env=env, cwd=cwd)
+    if ready is None:
+        return pid, started
+    try:
+        wait_until(ready, what=what, timeout=timeout, alive=lambda: runs(pid, started), log=log)
+    except BaseException:
+        stop(pid, started)
+        raise
+    return pid, started
+
+
 def start_time(pid: int) -> int | None:
     """The start time of ``pid`` in clock ticks since boot, or None if it does not exist.
 

@@ -85,25 +85,20 @@ class PrometheusServer:
         }
         (self.root / "prometheus.yml").write_text(json.dumps(config))
         self.port = processes.free_port()
-        log = self.root / "prometheus.log"
-        self.pid, self.started = processes.spawn(
-            [
-                binary,
-                f"--config.file={self.root / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.root / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--storage.tsdb.retention.time=1h",
-                "--log.level=warn",
-            ],
-            log=log,
-        )
         try:
-            processes.wait_until(
-                self.ready,
+            self.pid, self.started = processes.start(
+                [
+                    binary,
+                    f"--config.file={self.root / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.root / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--storage.tsdb.retention.time=1h",
+                    "--log.level=warn",
+                ],
+                log=self.root / "prometheus.log",
                 what="prometheus",
+                ready=self.ready,
                 timeout=START_TIMEOUT,
-                alive=lambda: processes.runs(self.pid, self.started),
-                log=log,
             )
         except BaseException:
             self.down()

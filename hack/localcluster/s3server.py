@@ -31,6 +31,10 @@ class S3Info:
     pid: int
     started: int
 
+    def ready(self) -> bool:
+        """True when the server answers its readiness probe."""
+        return processes.http_ok(f"{self.endpoint}/minio/health/ready")
+
     def client(self, **config: Any) -> Any:
         """A boto3 S3 client for this server (path-style addressing, as MinIO expects)."""
         import boto3
@@ -80,44 +84,39 @@ class S3Server:
             pid=0,
             started=0,
         )
-        log = self.root / "minio.log"
-        info.pid, info.started = processes.spawn(
-            [
-                binary,
-                "server",
-                self.root / "data",
-                f"--address=127.0.0.1:{port}",
-                f"--console-address=127.0.0.1:{console}",
-                "--quiet",
-            ],
-            log=log,
-            env={
-                "MINIO_ROOT_USER": info.access_key,
-                "MINIO_ROOT_PASSWORD": info.secret_key,
-                "MINIO_BROWSER": "off",
-                "MINIO_UPDATE": "off",
-                "MINIO_REGION": info.region,
-            },
-        )
-        state = self.root / "s3.json"
-        state.write_text(json.dumps(asdict(info), indent=2))
-        state.chmod(0o600)
         try:
-            processes.wait_until(
-                self.ready,
+            info.pid, info.started = processes.start(
+                [
+                    binary,
+                    "server",
+                    self.root / "data",
+                    f"--address=127.0.0.1:{port}",
+                    f"--console-address=127.0.0.1:{console}",
+                    "--quiet",
+                ],
+                log=self.root / "minio.log",
                 what="minio",
+                ready=info.ready,
                 timeout=START_TIMEOUT,
-                alive=lambda: processes.runs(info.pid, info.started),
-                log=log,
+                env={
+                    "MINIO_ROOT_USER": info.access_key,
+                    "MINIO_ROOT_PASSWORD": info.secret_key,
+                    "MINIO_BROWSER": "off",
+                    "MINIO_UPDATE": "off",
+                    "MINIO_REGION": info.region,
+                },
             )
         except BaseException:
             self.down()
             raise
+        state = self.root / "s3.json"
+        state.write_text(json.dumps(asdict(info), indent=2))
+        state.chmod(0o600)
         return info
 
     def ready(self) -> bool:
         """True when the server answers its readiness probe."""
-        return processes.http_ok(f"{self.info.endpoint}/minio/health/ready")
+        return self.info.ready()
 
     def down(self) -> None:
         if (self.root / "s3.json").exists():
