@@ -43,6 +43,8 @@ class ClusterInfo:
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)
+    argv: dict[str, list[str]] = field(default_factory=dict)
+    """Each component's command line, so ``restart`` starts it exactly as ``up`` did."""
 
     def save(self) -> None:
         data = asdict(self)
@@ -87,9 +89,17 @@ def _write_yaml(path: Path, data: Any) -> Path:
 class Cluster:
     """A control plane rooted at ``root``; ``up`` starts it, ``down`` removes every trace."""
 
-    def __init__(self, root: Path, *, pools: tuple[NodePool, ...] = DEFAULT_POOLS) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        pools: tuple[NodePool, ...] = DEFAULT_POOLS,
+        apiserver_args: tuple[str, ...] = (),
+    ) -> None:
         self.root = Path(root).resolve()
         self.pools = pools
+        self.apiserver_args = apiserver_args
+        """Extra kube-apiserver flags, e.g. an audit log for the scale benchmark."""
 
     @property
     def info(self) -> ClusterInfo:
@@ -144,6 +154,30 @@ class Cluster:
         if (self.root / "state.json").exists():
             self._stop_all(self.info)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop(self, component: str) -> None:
+        """Stop one component (SIGTERM, then SIGKILL), e.g. to inject an apiserver outage."""
+        info = self.info
+        processes.stop(info.pids[component], info.starts[component])
+
+    def start(self, component: str) -> None:
+        """Start a stopped component again with its original command line; wait until ready.
+
+        Components that exited meanwhile (the controller-manager gives up when the apiserver
+        vanishes while it is still starting) are started too, as a kubelet restarts its
+        static pods.
+        """
+        info = self.info
+        if processes.runs(info.pids[component], info.starts[component]):
+            raise RuntimeError(f"{component} is already running")
+        for name in COMPONENTS:
+            if name == component or not processes.runs(info.pids[name], info.starts[name]):
+                self._launch(name, info, info.argv[name])
+        info.save()
+
+    def restart(self, component: str) -> None:
+        self.stop(component)
+        self.start(component)
 
     def status(self) -> dict[str, bool]:
         """Which components run, and whether the apiserver answers /readyz."""
@@ -214,6 +248,7 @@ class Cluster:
                     "--allow-privileged=true",
                     f"--cert-dir={root / 'apiserver-certs'}",
                     "--profiling=false",
+                    *self.apiserver_args,
                 ]
             case "kube-controller-manager":
                 return [
@@ -254,10 +289,13 @@ class Cluster:
         raise ValueError(component)
 
     def _start(self, component: str, info: ClusterInfo, pki: Pki) -> None:
-        binary = info.bin_dir[component]
+        info.argv[component] = [info.bin_dir[component], *self._argv(component, info, pki)]
+        self._launch(component, info, info.argv[component])
+
+    def _launch(self, component: str, info: ClusterInfo, argv: list[str]) -> None:
         log = self.root / "logs" / f"{component}.log"
         info.pids[component], info.starts[component] = processes.start(
-            [binary, *self._argv(component, info, pki)],
+            argv,
             log=log,
             what=component,
             ready=self._probe(component, info),
