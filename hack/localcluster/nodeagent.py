@@ -10,8 +10,20 @@ What a container sees differs from a real node in a few documented ways: the ima
 ignored and ``command`` is looked up on the agent's PATH; volumes are directories under the
 agent's directory and mount paths are rewritten in command, args and env (the mapping is in
 ``KUBETUNE_PATH_MAP``); the termination message is read from ``KUBETUNE_TERMINATION_LOG``;
-every pod has IP 127.0.0.1. There is no kubelet endpoint, so ``kubectl logs`` and ``exec``
+every pod has IP 127.0.0.1 and shares the host's network, so two pods cannot listen on one
+port. There is no kubelet endpoint, so ``kubectl logs`` and ``exec``
 do not work; logs are files under ``<dir>/pods/<namespace>_<name>_<uid>/<container>/``.
+
+In-cluster credentials: a client's in-cluster config reads the token and CA from the fixed
+``/var/run/secrets/kubernetes.io/serviceaccount``, which a local process cannot have. The
+agent sets ``KUBERNETES_SERVICE_HOST``/``PORT`` to the apiserver and materializes the
+projected service-account volume with a real bound token (TokenRequest); for a container
+that mounts that volume, it also writes a kubeconfig (server: the apiserver; CA and
+``tokenFile``: the mounted files) and sets ``KUBECONFIG`` to it, unless the container sets
+its own. Clients that fall back from in-cluster config to ``KUBECONFIG`` (the kubernetes
+client's usual pattern, kopf's login, kubetune's operator) so act as the pod's
+ServiceAccount with exactly its RBAC, as in a real cluster. The token is requested once per
+pod start and is not refreshed (a kubelet rotates it at 80% of its lifetime).
 
 Run it with ``hack/cluster agent`` or ``python -m localcluster.nodeagent --kubeconfig K``.
 """

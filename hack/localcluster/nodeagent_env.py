@@ -22,6 +22,8 @@ TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
 """Env var naming the local file whose contents become the termination message."""
 PATH_MAP_ENV = "KUBETUNE_PATH_MAP"
 """Env var holding ``{mountPath: localPath}`` as JSON, for programs that build paths."""
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where in-cluster clients look for the pod's token and CA (a path no local process has)."""
 
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _FIELD_WITH_KEY = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -182,6 +184,37 @@ def build_path_map(
     path = container.get("terminationMessagePath") or "/dev/termination-log"
     mapping.setdefault(path, termination_log)
     return mapping
+
+
+def build_service_account_kubeconfig(
+    server: str, path_map: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """A kubeconfig that authenticates as the pod's ServiceAccount, for a container that
+    mounts the service-account volume; None for one that does not.
+
+    In-cluster clients read the token from the fixed :data:`SERVICE_ACCOUNT_DIR`, which a
+    local process cannot have; pointed at the mounted token and CA through ``KUBECONFIG``,
+    clients that fall back from in-cluster config to a kubeconfig (the kubernetes client's
+    usual pattern, kopf's login) act with exactly the pod's own permissions.
+    """
+    local = path_map.get(SERVICE_ACCOUNT_DIR)
+    if local is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "in-cluster",
+                "cluster": {"server": server, "certificate-authority": f"{local}/ca.crt"},
+            }
+        ],
+        "users": [{"name": "service-account", "user": {"tokenFile": f"{local}/token"}}],
+        "contexts": [
+            {"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "service-account"}}
+        ],
+        "current-context": "in-cluster",
+    }
 
 
 def rewrite_paths(value: str, path_map: Mapping[str, str]) -> str:

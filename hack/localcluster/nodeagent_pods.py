@@ -285,6 +285,7 @@ class PodWorker:
         env = {
             **self.ctx.base_env,
             "HOSTNAME": self.pod["metadata"]["name"],
+            **self._kubeconfig_env(path_map, home),
             **{k: envs.rewrite_paths(v, path_map) for k, v in own.items()},
             envs.TERMINATION_LOG_ENV: str(termination),
             envs.PATH_MAP_ENV: json.dumps(path_map),
@@ -312,6 +313,19 @@ class PodWorker:
         record.state, record.reason, record.message = "running", "", None
         record.container_id, record.ready = f"local://{process.pid}", probe is None
         log.info("started %s container %s as PID %d", self.name, record.name, process.pid)
+
+    def _kubeconfig_env(self, path_map: Mapping[str, str], home: Path) -> dict[str, str]:
+        """KUBECONFIG for a container that mounts its service-account token (the container's
+        own KUBECONFIG, set after this, wins)."""
+        host = self.ctx.base_env.get("KUBERNETES_SERVICE_HOST")
+        port = self.ctx.base_env.get("KUBERNETES_SERVICE_PORT", "443")
+        kubeconfig = envs.build_service_account_kubeconfig(f"https://{host}:{port}", path_map)
+        if host is None or kubeconfig is None:
+            return {}
+        path = home / "kubeconfig"
+        path.write_text(json.dumps(kubeconfig))  # JSON is YAML: every kubeconfig loader reads it
+        path.chmod(0o600)
+        return {"KUBECONFIG": str(path)}
 
     def _collect(self, *, stopping: bool) -> None:
         """Record the containers that exited since the last look."""
