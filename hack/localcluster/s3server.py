@@ -2,6 +2,8 @@
 
 MinIO is the S3 implementation most on-premises GPU clusters actually run, so multipart
 uploads, ETags, ranged reads and error codes in our tests are the ones users will meet.
+``stop`` and ``start`` take the server away and bring it back on the same port with the
+same data and credentials: an S3 outage, as its clients see one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class S3Info:
     region: str
     pid: int
     started: int
+    console_port: int = 0
 
     def ready(self) -> bool:
         """True when the server answers its readiness probe."""
@@ -72,47 +75,64 @@ class S3Server:
     def up(self) -> S3Info:
         if (self.root / "s3.json").exists():
             raise RuntimeError(f"an S3 server already has state in {self.root}; run down first")
-        binary = str(ensure_tools(["minio"])["minio"])
         (self.root / "data").mkdir(parents=True, exist_ok=True)
-        port, console = processes.free_port(), processes.free_port()
         info = S3Info(
             root=str(self.root),
-            endpoint=f"http://127.0.0.1:{port}",
+            endpoint=f"http://127.0.0.1:{processes.free_port()}",
             access_key="kubetune-" + secrets.token_hex(4),
             secret_key=secrets.token_urlsafe(24),
             region="us-east-1",
             pid=0,
             started=0,
+            console_port=processes.free_port(),
         )
         try:
-            info.pid, info.started = processes.start(
-                [
-                    binary,
-                    "server",
-                    self.root / "data",
-                    f"--address=127.0.0.1:{port}",
-                    f"--console-address=127.0.0.1:{console}",
-                    "--quiet",
-                ],
-                log=self.root / "minio.log",
-                what="minio",
-                ready=info.ready,
-                timeout=START_TIMEOUT,
-                env={
-                    "MINIO_ROOT_USER": info.access_key,
-                    "MINIO_ROOT_PASSWORD": info.secret_key,
-                    "MINIO_BROWSER": "off",
-                    "MINIO_UPDATE": "off",
-                    "MINIO_REGION": info.region,
-                },
-            )
+            self._launch(info)
         except BaseException:
             self.down()
             raise
+        return info
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL), keeping its data, port and credentials."""
+        info = self.info
+        processes.stop(info.pid, info.started)
+
+    def start(self) -> S3Info:
+        """Start a stopped server again, on the same port with the same data; wait for it."""
+        info = self.info
+        if processes.runs(info.pid, info.started):
+            raise RuntimeError(f"the S3 server in {self.root} is already running")
+        self._launch(info)
+        return info
+
+    def _launch(self, info: S3Info) -> None:
+        """Start MinIO as ``info`` describes it and record its process in ``s3.json``."""
+        binary = str(ensure_tools(["minio"])["minio"])
+        info.pid, info.started = processes.start(
+            [
+                binary,
+                "server",
+                self.root / "data",
+                f"--address={info.endpoint.removeprefix('http://')}",
+                f"--console-address=127.0.0.1:{info.console_port}",
+                "--quiet",
+            ],
+            log=self.root / "minio.log",
+            what="minio",
+            ready=info.ready,
+            timeout=START_TIMEOUT,
+            env={
+                "MINIO_ROOT_USER": info.access_key,
+                "MINIO_ROOT_PASSWORD": info.secret_key,
+                "MINIO_BROWSER": "off",
+                "MINIO_UPDATE": "off",
+                "MINIO_REGION": info.region,
+            },
+        )
         state = self.root / "s3.json"
         state.write_text(json.dumps(asdict(info), indent=2))
         state.chmod(0o600)
-        return info
 
     def ready(self) -> bool:
         """True when the server answers its readiness probe."""
