@@ -37,7 +37,7 @@ from kubetune_trainer.layout import RunLayout
 from kubetune_trainer.modeling import load_model, resolve_precision
 from kubetune_trainer.progress import ProgressCallback, ProgressPublisher
 from kubetune_trainer.settings import RunSettings
-from kubetune_trainer.storage import ObjectStore, Role, make_client
+from kubetune_trainer.storage import ObjectStore, Role, make_store
 from kubetune_trainer.training import build_trainer, training_arguments
 from kubetune_trainer.validating import (
     ValidatedInputs,
@@ -65,7 +65,7 @@ def run_training(spec: FineTuneJobSpec, settings: RunSettings) -> dict[str, Any]
     distributed.init()
     run_id = settings.run_id or run_id_for(spec)
     layout = RunLayout.of(spec.output.uri, run_id)
-    store = ObjectStore(make_client(spec.output, Role.OUTPUT))
+    store = make_store(spec.output, Role.OUTPUT)
     existing = find_artifact(store, layout)
     if existing is not None:
         log.info("the artifact of run %s already exists; nothing to train", run_id)

@@ -18,7 +18,7 @@ from kubetune.api import DatasetSpec, ModelSource, Reason
 from kubetune_trainer.datasets.loading import SUPPORTED_SUFFIXES
 from kubetune_trainer.datasets.preparing import DatasetFile, DatasetSource
 from kubetune_trainer.errors import TrainerError
-from kubetune_trainer.storage import ObjectStore, Role, S3Uri, make_client
+from kubetune_trainer.storage import ObjectStore, Role, S3Uri, make_store
 
 PVC_ROOT_ENV = "KUBETUNE_PVC_ROOT"
 DEFAULT_PVC_ROOT = "/mnt/kubetune/pvc"
@@ -65,7 +65,7 @@ def fetch_base_model(source: ModelSource, workdir: Path, *, weights: bool = True
         directory = pvc_path(uri)
     else:
         prefix = S3Uri.parse(uri)
-        store = ObjectStore(make_client(source, Role.BASE_MODEL))
+        store = make_store(source, Role.BASE_MODEL)
         directory = _cache_dir(workdir, "base-model", uri)
         sizes = store.list(prefix)
         if not weights:
@@ -84,7 +84,7 @@ def fetch_dataset(spec: DatasetSpec, workdir: Path, uri: str) -> DatasetSource:
     if uri.startswith("pvc://"):
         return _local_dataset(uri, pvc_path(uri))
     location = S3Uri.parse(uri)
-    store = ObjectStore(make_client(spec, Role.DATASET))
+    store = make_store(spec, Role.DATASET)
     size = store.size(location) if location.key and not location.key.endswith("/") else None
     if size is not None:
         base, name = location.key.rpartition("/")[0], location.key.rpartition("/")[2]

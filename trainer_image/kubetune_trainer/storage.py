@@ -7,22 +7,35 @@ them the standard AWS credential chain (environment, IRSA, instance profile) app
 Transfers are multipart with bounded parts and retried (botocore's standard retry mode for
 requests, s3transfer's for streams). Access problems become ``S3AccessDenied`` and
 unreachable endpoints ``S3Unavailable``, so a pod never dies with a bare traceback.
+
+An S3 server that goes away (a restart, a network partition) must cost a run nothing: the
+trainer's stores retry every operation that fails for want of S3 until S3 answers again, for
+up to ``KUBETUNE_S3_RETRY_SECONDS`` (default 300) per operation; only then does the run fail
+with ``S3Unavailable``. Denied access and missing objects are never retried.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubetune.api import Reason, S3Access
 from kubetune_trainer.errors import TrainerError
 
 MIB = 1 << 20
+RETRY_ENV = "KUBETUNE_S3_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 300.0
+"""How long one operation keeps retrying an unavailable S3: longer than a server restart."""
+_MAX_DELAY = 10.0
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 _DENIED = {
     "AccessDenied",
     "InvalidAccessKeyId",
@@ -89,8 +102,9 @@ def make_client(access: S3Access | None, role: Role) -> Any:
     import boto3
     from botocore.config import Config
 
+    # botocore rides out a blip; ObjectStore's deadline (see the module) rides out an outage.
     config = Config(
-        retries={"max_attempts": 8, "mode": "standard"},
+        retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"},
@@ -131,13 +145,49 @@ def s3_errors(action: str, uri: S3Uri | str) -> Iterator[None]:
         raise TrainerError(Reason.S3_UNAVAILABLE, f"cannot {action} {uri}: {exc}") from exc
 
 
-class ObjectStore:
-    """The few S3 operations the trainer needs, each translated by :func:`s3_errors`."""
+def _retryable(error: TrainerError) -> bool:
+    """S3 is unreachable or failing (5xx, throttled), not refusing this request (4xx)."""
+    from botocore.exceptions import ClientError
 
-    def __init__(self, client: Any, *, part_size: int = 8 * MIB, concurrency: int = 4):
+    if error.reason != Reason.S3_UNAVAILABLE:
+        return False
+    cause = error.__cause__
+    if isinstance(cause, ClientError):
+        status = int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
+        return status >= 500 or status == 429
+    return True
+
+
+def retry_seconds_from_env() -> float:
+    """The trainer's per-operation S3 retry deadline, from ``KUBETUNE_S3_RETRY_SECONDS``."""
+    value = os.environ.get(RETRY_ENV)
+    if not value:
+        return DEFAULT_RETRY_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"{RETRY_ENV} must be a number of seconds >= 0, not {value!r}")
+    return seconds
+
+
+class ObjectStore:
+    """The few S3 operations the trainer needs, each translated by :func:`s3_errors` and
+    retried while S3 is unavailable, for up to ``retry_seconds``."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        part_size: int = 8 * MIB,
+        concurrency: int = 4,
+        retry_seconds: float = 0.0,
+    ):
         from boto3.s3.transfer import TransferConfig
 
         self.client = client
+        self.retry_seconds = retry_seconds
         self.transfer = TransferConfig(
             multipart_threshold=part_size,
             multipart_chunksize=part_size,
@@ -145,50 +195,92 @@ class ObjectStore:
             num_download_attempts=8,
         )
 
+    def _retried(self, action: str, uri: S3Uri, operation: Callable[[], T]) -> T:
+        """``operation``, translated; retried with backoff while S3 is unavailable, until
+        ``retry_seconds`` have passed since its first failure."""
+        deadline, delay = None, 1.0
+        while True:
+            try:
+                with s3_errors(action, uri):
+                    return operation()
+            except TrainerError as exc:
+                if not _retryable(exc):
+                    raise
+                now = time.monotonic()
+                deadline = now + self.retry_seconds if deadline is None else deadline
+                if now >= deadline:
+                    if not self.retry_seconds:
+                        raise
+                    raise TrainerError(
+                        exc.reason,
+                        f"{exc.message} (still unavailable after {self.retry_seconds:.0f}s of "
+                        f"retries; {RETRY_ENV} sets how long the trainer waits)",
+                    ) from exc
+                log.warning("%s; retrying in %.0fs", exc.message, delay)
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, _MAX_DELAY)
+
     def upload_file(self, path: Path, uri: S3Uri) -> None:
         """Upload one file, in parts when it is large."""
-        with s3_errors("upload to", uri):
-            self.client.upload_file(str(path), uri.bucket, uri.key, Config=self.transfer)
+        self._retried(
+            "upload to",
+            uri,
+            lambda: self.client.upload_file(str(path), uri.bucket, uri.key, Config=self.transfer),
+        )
 
     def put_bytes(self, data: bytes, uri: S3Uri, content_type: str = "application/json") -> None:
         """Write a small object in one request."""
-        with s3_errors("write", uri):
-            self.client.put_object(
+        self._retried(
+            "write",
+            uri,
+            lambda: self.client.put_object(
                 Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type
-            )
+            ),
+        )
 
     def get_bytes(self, uri: S3Uri) -> bytes:
         """Read a small object; raises ObjectNotFoundError."""
-        with s3_errors("read", uri):
-            return self.client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+        return self._retried(
+            "read",
+            uri,
+            lambda: self.client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read(),
+        )
 
     def size(self, uri: S3Uri) -> int | None:
         """The object's size in bytes, or None when it does not exist."""
         try:
-            with s3_errors("stat", uri):
-                return int(self.client.head_object(Bucket=uri.bucket, Key=uri.key)["ContentLength"])
+            head = self._retried(
+                "stat", uri, lambda: self.client.head_object(Bucket=uri.bucket, Key=uri.key)
+            )
         except ObjectNotFoundError:
             return None
+        return int(head["ContentLength"])
 
     def download_file(self, uri: S3Uri, path: Path) -> Path:
         """Download one object to ``path``; raises ObjectNotFoundError."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with s3_errors("download", uri):
-            self.client.download_file(uri.bucket, uri.key, str(path), Config=self.transfer)
+        self._retried(
+            "download",
+            uri,
+            lambda: self.client.download_file(uri.bucket, uri.key, str(path), Config=self.transfer),
+        )
         return path
 
     def list(self, prefix: S3Uri) -> dict[str, int]:
         """Keys under ``prefix`` (relative to it) with their sizes."""
         base = prefix.key.rstrip("/") + "/" if prefix.key else ""
-        found: dict[str, int] = {}
-        with s3_errors("list", prefix):
+
+        def listing() -> dict[str, int]:
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=prefix.bucket, Prefix=base
             )
-            for page in pages:
-                for item in page.get("Contents", []):
-                    found[item["Key"][len(base) :]] = int(item["Size"])
-        return found
+            return {
+                item["Key"][len(base) :]: int(item["Size"])
+                for page in pages
+                for item in page.get("Contents", [])
+            }
+
+        return self._retried("list", prefix, listing)
 
     def download_prefix(self, prefix: S3Uri, directory: Path) -> list[Path]:
         """Every object under ``prefix`` into ``directory``, keeping relative paths."""
@@ -213,7 +305,17 @@ class ObjectStore:
     def delete_prefix(self, prefix: S3Uri) -> None:
         """Delete every object under ``prefix``."""
         keys = [prefix.join(name).key for name in self.list(prefix)]
-        with s3_errors("delete", prefix):
-            for start in range(0, len(keys), 1000):
-                batch = [{"Key": key} for key in keys[start : start + 1000]]
-                self.client.delete_objects(Bucket=prefix.bucket, Delete={"Objects": batch})
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self._retried(
+                "delete",
+                prefix,
+                lambda batch=batch: self.client.delete_objects(
+                    Bucket=prefix.bucket, Delete={"Objects": batch}
+                ),
+            )
+
+
+def make_store(access: S3Access | None, role: Role) -> ObjectStore:
+    """The trainer's store for one location, riding out outages (see the module)."""
+    return ObjectStore(make_client(access, role), retry_seconds=retry_seconds_from_env())
