@@ -43,14 +43,18 @@ from localcluster.nodeagent_status import (
     should_restart,
     termination_message,
 )
-from localcluster.nodeagent_volumes import materialize
+from localcluster.nodeagent_volumes import materialize, refresh
 
 log = logging.getLogger("localcluster.nodeagent")
 
 CONFIG_RETRY = 2.0
 """Seconds before retrying a pod whose Secret, ConfigMap or volume is not there yet."""
+VOLUME_SYNC = 2.0
+"""Seconds between refreshes of ConfigMap and Secret volumes from the API (a kubelet takes up
+to a minute; programs that re-read their config, such as the reference runtime's routes, see
+changes sooner here)."""
 # Retry timers beside the containers' restart timers; ":" cannot occur in a container name.
-_VOLUMES, _REPORT = ":volumes", ":report"
+_VOLUMES, _REPORT, _SYNC = ":volumes", ":report", ":sync"
 
 
 def now() -> str:
@@ -238,11 +242,14 @@ class PodWorker:
                 self._restart_at[_VOLUMES] = time.monotonic() + CONFIG_RETRY
                 return
             self._restart_at.pop(_VOLUMES, None)
+            self._restart_at[_SYNC] = time.monotonic() + VOLUME_SYNC
             for record in self.run.init:
                 record.reason, record.message = "ContainerCreating", None
             for record in self.run.main:
                 record.message = None
                 record.reason = "PodInitializing" if self.run.init else "ContainerCreating"
+        elif self._due(_SYNC):
+            self._sync_volumes()
         for record in self.run.init:
             if record.state == "terminated":
                 if record.exit_code == 0:
@@ -257,6 +264,15 @@ class PodWorker:
                 record.ready = running.readiness.check(record.ready)
             elif record.state == "waiting" and self._due(record.name):
                 self._start(record)
+
+    def _sync_volumes(self) -> None:
+        """Bring ConfigMap and Secret volumes up to date, as a kubelet does; while a source is
+        missing or unreadable, its files stay as they were."""
+        try:
+            refresh(self._view(), self.dir / "volumes", self.ctx.sources)
+        except Exception as exc:  # the apiserver is away or the source is gone: try again later
+            log.debug("volumes of %s not refreshed: %s", self.name, exc)
+        self._restart_at[_SYNC] = time.monotonic() + VOLUME_SYNC
 
     def _view(self) -> dict[str, Any]:
         """The pod with its addresses, which field refs may read before the first report."""

@@ -136,8 +136,18 @@ def materialize(pod: Mapping[str, Any], root: Path, sources: Sources) -> dict[st
     return paths
 
 
+def refresh(pod: Mapping[str, Any], root: Path, sources: Sources) -> None:
+    """Rewrite the ConfigMap and Secret volumes materialized under ``root`` from their
+    sources now (projected volumes keep their token until the pod restarts)."""
+    for volume in pod["spec"].get("volumes") or []:
+        if "configMap" in volume or "secret" in volume:
+            _write_files(root / volume["name"], volume_files(pod, volume, sources))
+
+
 def _write_files(target: Path, files: Files) -> None:
+    """Write ``files`` into ``target`` and remove what is no longer there (a deleted key)."""
     target.mkdir(parents=True, exist_ok=True)
+    wanted: set[Path] = set()
     for relative, (content, mode) in files.items():
         path = (target / relative).resolve()
         if not path.is_relative_to(target.resolve()):
@@ -148,3 +158,7 @@ def _write_files(target: Path, files: Files) -> None:
         partial.write_bytes(content)
         os.chmod(partial, mode)
         partial.replace(path)
+        wanted.add(path)
+    for existing in target.resolve().rglob("*"):
+        if existing.is_file() and existing not in wanted:
+            existing.unlink()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from localcluster.nodeagent_env import ConfigError
-from localcluster.nodeagent_volumes import materialize, volume_files
+from localcluster.nodeagent_volumes import materialize, refresh, volume_files
 from support.nodeagent import FakeSources, make_pod
 
 SOURCES = FakeSources(
@@ -172,3 +172,38 @@ def test_materialize_refuses_what_it_cannot_honour(
     with pytest.raises(ConfigError, match=message):
         materialize(make_pod(volumes=[volume]), tmp_path / "volumes", SOURCES)
     assert not (tmp_path / "escape").exists()
+
+
+def test_refresh_follows_config_map_and_secret_changes(tmp_path: Path) -> None:
+    sources = FakeSources(
+        config_maps={("team-a", "routes"): {"serving.yaml": b"v1: 100\n", "old": b"x"}},
+        secrets={("team-a", "s3"): {"access": b"AKIA"}},
+    )
+    pod = make_pod(
+        volumes=[
+            {"name": "config", "configMap": {"name": "routes"}},
+            {"name": "creds", "secret": {"secretName": "s3"}},
+            {"name": "scratch", "emptyDir": {}},
+        ]
+    )
+    materialize(pod, tmp_path, sources)
+    (tmp_path / "scratch" / "checkpoint").write_text("step 10")
+    sources.config_maps[("team-a", "routes")] = {"serving.yaml": b"v1: 50\nv2: 50\n"}
+    sources.secrets[("team-a", "s3")] = {"access": b"AKIA2"}
+
+    refresh(pod, tmp_path, sources)
+
+    assert (tmp_path / "config" / "serving.yaml").read_bytes() == b"v1: 50\nv2: 50\n"
+    assert not (tmp_path / "config" / "old").exists()  # a deleted key's file goes
+    assert (tmp_path / "creds" / "access").read_bytes() == b"AKIA2"
+    assert (tmp_path / "scratch" / "checkpoint").read_text() == "step 10"
+
+
+def test_refresh_keeps_the_files_while_a_source_is_missing(tmp_path: Path) -> None:
+    sources = FakeSources(config_maps={("team-a", "routes"): {"serving.yaml": b"v1: 100\n"}})
+    pod = make_pod(volumes=[{"name": "config", "configMap": {"name": "routes"}}])
+    materialize(pod, tmp_path, sources)
+    del sources.config_maps[("team-a", "routes")]
+    with pytest.raises(ConfigError, match='configmap "routes" not found'):
+        refresh(pod, tmp_path, sources)
+    assert (tmp_path / "config" / "serving.yaml").read_bytes() == b"v1: 100\n"
