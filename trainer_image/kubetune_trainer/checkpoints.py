@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +96,23 @@ def prune(store: ObjectStore, layout: RunLayout, keep: int = KEEP) -> None:
 
 
 class CheckpointUploader(TrainerCallback):
-    """Uploads each checkpoint the Trainer saves, then marks it complete."""
+    """Uploads each checkpoint the Trainer saves, then marks it complete and tells
+    ``on_complete`` (the progress report) where it is."""
 
     def __init__(
-        self, store: ObjectStore, layout: RunLayout, *, run_id: str, dataset_sha256: str
+        self,
+        store: ObjectStore,
+        layout: RunLayout,
+        *,
+        run_id: str,
+        dataset_sha256: str,
+        on_complete: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.layout = layout
         self.run_id = run_id
         self.dataset_sha256 = dataset_sha256
+        self.on_complete = on_complete
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Every process uploads its part; the main process writes the marker last."""
@@ -126,5 +135,7 @@ class CheckpointUploader(TrainerCallback):
             "files": {n: s for n, s in self.store.list(prefix).items() if n != MARKER},
         }
         self.store.put_bytes(json.dumps(marker, indent=2).encode(), prefix.join(MARKER))
+        if self.on_complete is not None:
+            self.on_complete(f"{prefix}/")
         prune(self.store, self.layout)
         log.info("checkpoint at step %d saved to %s", step, prefix)

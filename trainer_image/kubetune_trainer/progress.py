@@ -2,12 +2,16 @@
 
 The main process keeps the latest numbers (fed by a Trainer callback) and a background
 thread publishes them every few seconds: as ``progress.json`` in S3, shaped exactly like the
-API's ``FineTuneJob.status.progress`` so the operator copies it without translating, and as
-gauges on a Prometheus endpoint. In a terminal a rich progress bar shows the same numbers.
+API's ``FineTuneJob.status.progress`` so the operator copies it without translating (plus
+``checkpointUri`` and ``trainedTokens``, which the operator copies into the status beside
+it), and as gauges on a Prometheus endpoint. In a terminal a rich progress bar shows the
+same numbers. A restarted pod continues from the run's last report, so a resumed run never
+reports step 0 while it loads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -21,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from transformers import TrainerCallback
 
 from kubetune.api import Progress
-from kubetune_trainer.storage import ObjectStore, S3Uri
+from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore, S3Uri
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,8 @@ class ProgressState:
     eval_loss: float | None = None
     learning_rate: float | None = None
     tokens: int = 0
+    checkpoint_uri: str | None = None
+    """The newest complete checkpoint: where the next attempt resumes from."""
     session_start: float = field(default_factory=time.monotonic)
     session_step: int = 0
     session_tokens: int = 0
@@ -158,15 +164,43 @@ class ProgressPublisher:
         with self._lock:
             progress = self.state.snapshot()
             tokens = self.state.tokens
+            checkpoint = self.state.checkpoint_uri
         self.metrics.update(progress, tokens)
-        body = progress.model_dump_json(exclude_none=True).encode()
-        self.store.put_bytes(body, self.target)
+        report = progress.model_dump(mode="json", exclude_none=True)
+        report["trainedTokens"] = tokens
+        if checkpoint is not None:
+            report["checkpointUri"] = checkpoint
+        self.store.put_bytes(json.dumps(report).encode(), self.target)
         return progress
 
     def start(self) -> None:
-        """Publish once (so that S3 problems surface before training) and keep publishing."""
+        """Continue from the run's last report, publish once (so that S3 problems surface
+        before training) and keep publishing."""
+        self._continue_last_report()
         self.publish()
         self._thread.start()
+
+    def _continue_last_report(self) -> None:
+        """Take the numbers of a previous attempt's last report, if there is one."""
+        try:
+            report = json.loads(self.store.get_bytes(self.target))
+            last = Progress.model_validate_known(report)
+        except ObjectNotFoundError:
+            return
+        except ValueError:  # unreadable: the first report of this attempt replaces it
+            log.warning("the last progress report at %s is unreadable", self.target)
+            return
+        tokens = report.get("trainedTokens")
+        self.update(
+            total_steps=last.total_steps,
+            epoch=last.epoch,
+            train_loss=last.train_loss,
+            eval_loss=last.eval_loss,
+            checkpoint_uri=report.get("checkpointUri")
+            if isinstance(report.get("checkpointUri"), str)
+            else None,
+        )
+        self.start_session(last.step, tokens if isinstance(tokens, int) else 0)
 
     def stop(self) -> None:
         """Publish a last time and stop the thread and the endpoint."""

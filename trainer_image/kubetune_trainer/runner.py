@@ -124,8 +124,15 @@ def _train(
     )
     checkpoints = settings.workdir / "checkpoints"
     args = training_arguments(spec, output_dir=checkpoints, has_eval=has_eval, precision=precision)
+    record = (lambda uri: publisher.update(checkpoint_uri=uri)) if publisher is not None else None
     callbacks: list[Any] = [
-        CheckpointUploader(store, layout, run_id=run_id, dataset_sha256=inputs.dataset.digest)
+        CheckpointUploader(
+            store,
+            layout,
+            run_id=run_id,
+            dataset_sha256=inputs.dataset.digest,
+            on_complete=record,
+        )
     ]
     if publisher is not None:
         callbacks.append(ProgressCallback(publisher))
@@ -138,6 +145,8 @@ def _train(
     resumed_from = restored[1]["step"] if restored else None
     if resumed_from is not None:
         log.info("resuming from the checkpoint at step %d", resumed_from)
+        if record is not None:
+            record(f"{layout.checkpoint(resumed_from)}/")
     trainer.train(resume_from_checkpoint=str(restored[0]) if restored else None)
     final = trainer.evaluate() if has_eval else {}
     state = trainer.state

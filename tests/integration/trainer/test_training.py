@@ -55,8 +55,14 @@ def test_qlora_4bit_learns_and_publishes_a_verifiable_adapter(trainer, tiny_mode
     assert manifest.metrics["perplexity"] == pytest.approx(2.718281828**end, rel=1e-6)
 
     run = summary["runId"]
-    progress = Progress.model_validate_json(trainer.get(f"adapters/fruit/{run}/progress.json"))
+    report = json.loads(trainer.get(f"adapters/fruit/{run}/progress.json"))
+    progress = Progress.model_validate_known(report)
     assert (progress.step, progress.total_steps, progress.percent) == (50, 50, 100)
+    assert (
+        report["checkpointUri"]
+        == f"s3://{trainer.bucket}/adapters/fruit/{run}/checkpoints/step-000050/"
+    )
+    assert report["trainedTokens"] == summary["trainedTokens"]
     markers = [
         k for k in trainer.keys(f"adapters/fruit/{run}/checkpoints/") if k.endswith("COMPLETE")
     ]
