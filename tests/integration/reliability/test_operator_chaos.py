@@ -61,11 +61,14 @@ class KillPoint:
 
 
 def draw(seed: int, steps: list[str]) -> list[KillPoint]:
-    """``KILLS`` distinct kill points in lifecycle order, from ``seed`` alone."""
+    """``KILLS`` distinct kill points in lifecycle order, from ``seed`` alone: one in every
+    step (so that no phase goes untested), the rest anywhere."""
     rng = random.Random(seed)
     candidates = [(step, mode) for step in steps for mode in MODES]
-    chosen = sorted(rng.sample(candidates, KILLS), key=lambda c: candidates.index(c))
-    return [KillPoint(step, mode, round(rng.uniform(0.0, 0.6), 2)) for step, mode in chosen]
+    chosen = {(step, rng.choice(MODES)) for step in steps}
+    chosen |= set(rng.sample(sorted(set(candidates) - chosen), KILLS - len(chosen)))
+    ordered = sorted(chosen, key=candidates.index)
+    return [KillPoint(step, mode, round(rng.uniform(0.0, 0.6), 2)) for step, mode in ordered]
 
 
 @pytest.fixture
