@@ -188,6 +188,15 @@ def test_every_doc_is_linked_from_the_readme() -> None:
     assert unlinked == []
 
 
+def test_every_example_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    examples = [
+        f"examples/{p.name}/" if p.is_dir() else f"examples/{p.name}"
+        for p in sorted((ROOT / "examples").iterdir())
+    ]
+    assert [e for e in examples if f"`{e}`" not in readme] == []
+
+
 @pytest.mark.parametrize("kind", list(GUIDES), ids=lambda k: k.__name__)
 def test_every_spec_and_status_field_is_in_its_guide(kind: type[KubeObject]) -> None:
     spec, status, _, _ = PARTS[kind]
