@@ -37,7 +37,8 @@ def adapter_verify(body: kopf.Body, **_: Any) -> None:
     generation = adapter.metadata.get("generation")
     status.observed_generation = generation
     try:
-        manifest = store_for(adapter.spec, adapter.metadata["namespace"]).verify(
+        # Fresh credentials: a denial here fails the Adapter for good.
+        manifest = store_for(adapter.spec, adapter.metadata["namespace"], cached=False).verify(
             adapter.spec.uri, adapter.spec.digest
         )
     except StorageError as exc:

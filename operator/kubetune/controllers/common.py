@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from kubetune import k8s
 from kubetune.api import S3Access
+from kubetune.caching import TtlCache
 from kubetune.settings import Settings
 from kubetune.storage.s3 import ArtifactStore, make_client
 
@@ -26,17 +27,25 @@ def parse(model: type[M], body: Any) -> M:
         raise kopf.PermanentError(f"{model.__name__} does not parse: {exc}") from exc
 
 
-def store_for(access: S3Access, namespace: str) -> ArtifactStore:
+STORES: TtlCache[ArtifactStore] = TtlCache(ttl=60.0)
+"""S3 stores by (namespace, Secret, endpoint, region); a rotated Secret is read within a
+minute, and a verdict that a denial would make final reads it afresh (``cached=False``)."""
+
+
+def store_for(access: S3Access, namespace: str, *, cached: bool = True) -> ArtifactStore:
     """An S3 store with the endpoint, region and credentials ``access`` names."""
     secret = access.credentials_secret_ref
-    credentials = k8s.read_secret(namespace, secret.name) if secret else None
-    return ArtifactStore(
-        make_client(
-            endpoint=access.endpoint or SETTINGS.storage.endpoint,
-            region=access.region or SETTINGS.storage.region,
-            credentials=credentials,
-        )
-    )
+    endpoint = access.endpoint or SETTINGS.storage.endpoint
+    region = access.region or SETTINGS.storage.region
+
+    def make() -> ArtifactStore:
+        credentials = k8s.read_secret(namespace, secret.name) if secret else None
+        return ArtifactStore(make_client(endpoint=endpoint, region=region, credentials=credentials))
+
+    key = (namespace, secret.name if secret else None, endpoint, region)
+    if not cached:
+        STORES.forget(key)
+    return STORES.get(key, make)
 
 
 def transient(exc: Exception) -> kopf.TemporaryError:

@@ -211,9 +211,11 @@ def _missing_secret(job: FineTuneJob) -> tuple[Reason, str] | None:
         "dataset.credentialsSecretRef": spec.dataset.credentials_secret_ref,
         "output.credentialsSecretRef": spec.output.credentials_secret_ref,
     }
+    checked: set[str] = set()  # specs usually name one Secret for all three: read it once
     for field, ref in refs.items():
-        if ref is None:
+        if ref is None or ref.name in checked:
             continue
+        checked.add(ref.name)
         try:
             k8s.read_secret(job.metadata["namespace"], ref.name)
         except ApiException as exc:

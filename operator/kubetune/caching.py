@@ -1,0 +1,54 @@
+"""A small time-bounded cache for what is costly to build and rarely changes.
+
+The progress timer of every running FineTuneJob needs an S3 client with the credentials
+its spec names. Reading the Secret and building a boto3 client on every tick made the
+operator's API requests per job grow with training time (bench/operator_scale.py); one
+client per (namespace, Secret, endpoint, region) for a minute serves every job that shares
+them. The time bound is what lets a rotated Secret take effect.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class TtlCache(Generic[V]):
+    """``get(key, make)`` returns the value made for ``key`` less than ``ttl`` seconds ago,
+    else makes it anew; at most ``size`` keys, the least recently used dropped first."""
+
+    def __init__(
+        self, *, ttl: float, size: int = 64, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if ttl <= 0 or size <= 0:
+            raise ValueError("ttl and size must be positive")
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], V]) -> V:
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and now - entry[0] < self.ttl:
+                self._entries.move_to_end(key)
+                return entry[1]
+        value = make()  # outside the lock: a slow make must not stall other keys
+        with self._lock:
+            self._entries[key] = (now, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+    def forget(self, key: Hashable) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

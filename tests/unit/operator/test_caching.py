@@ -1,0 +1,83 @@
+"""The time-bounded cache behind the operator's S3 stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubetune.caching import TtlCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Maker:
+    """Makes numbered values and counts how often it was asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        return self.calls
+
+
+def test_a_value_is_made_once_within_its_ttl_and_again_after() -> None:
+    clock, make = Clock(), Maker()
+    cache: TtlCache[int] = TtlCache(ttl=60, clock=clock)
+    assert [cache.get("k", make) for _ in range(3)] == [1, 1, 1]
+    clock.now += 59.9
+    assert cache.get("k", make) == 1
+    clock.now += 0.1
+    assert cache.get("k", make) == 2
+    assert make.calls == 2
+
+
+def test_keys_are_independent() -> None:
+    make = Maker()
+    cache: TtlCache[int] = TtlCache(ttl=60, clock=Clock())
+    assert (cache.get(("ns-a", "s3"), make), cache.get(("ns-b", "s3"), make)) == (1, 2)
+    assert cache.get(("ns-a", "s3"), make) == 1
+
+
+def test_forget_makes_the_next_get_fresh() -> None:
+    make = Maker()
+    cache: TtlCache[int] = TtlCache(ttl=60, clock=Clock())
+    cache.get("k", make)
+    cache.forget("k")
+    cache.forget("never-there")
+    assert cache.get("k", make) == 2
+
+
+def test_the_least_recently_used_key_goes_when_full() -> None:
+    make = Maker()
+    cache: TtlCache[int] = TtlCache(ttl=60, size=2, clock=Clock())
+    cache.get("a", make)
+    cache.get("b", make)
+    cache.get("a", make)  # a is now the most recently used
+    cache.get("c", make)
+    assert len(cache) == 2
+    assert cache.get("a", make) == 1
+    assert cache.get("b", make) == 4  # b was dropped and is made anew
+
+
+def test_a_failed_make_caches_nothing() -> None:
+    cache: TtlCache[int] = TtlCache(ttl=60, clock=Clock())
+
+    def broken() -> int:
+        raise RuntimeError("secret not found")
+
+    with pytest.raises(RuntimeError):
+        cache.get("k", broken)
+    assert len(cache) == 0
+    assert cache.get("k", Maker()) == 1
+
+
+@pytest.mark.parametrize(("ttl", "size"), [(0, 1), (-1, 1), (1, 0)])
+def test_nonsense_bounds_are_refused(ttl: float, size: int) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        TtlCache(ttl=ttl, size=size)
