@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,10 @@ class Training:
     """Where validation pods run: CPU nodes, chosen by the platform team."""
     validation_tolerations: tuple[dict[str, Any], ...] = ()
     """Tolerations of validation pods (e.g. for a tainted CPU pool)."""
+    s3_retry_seconds: float | None = None
+    """How long a trainer keeps retrying an unavailable S3 per operation before the run
+    fails with S3Unavailable (KUBETUNE_S3_RETRY_SECONDS in its pods); None: the trainer's
+    default, 300 s."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class Settings:
                 progress_interval=float(get("PROGRESS_INTERVAL") or Training.progress_interval),
                 validation_node_selector=json.loads(get("VALIDATION_NODE_SELECTOR") or "{}"),
                 validation_tolerations=tuple(json.loads(get("VALIDATION_TOLERATIONS") or "[]")),
+                s3_retry_seconds=_seconds("TRAINER_S3_RETRY_SECONDS", get),
             ),
             rollout=Rollout(
                 tick=float(get("ROLLOUT_TICK") or Rollout.tick),
@@ -119,3 +124,17 @@ class Settings:
                 log_format=get("LOG_FORMAT") or Process.log_format,
             ),
         )
+
+
+def _seconds(name: str, get: Callable[[str], str | None]) -> float | None:
+    """``KUBETUNE_<name>`` as a number of seconds >= 0; None when unset."""
+    value = get(name)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"KUBETUNE_{name} must be a number of seconds >= 0, not {value!r}")
+    return seconds

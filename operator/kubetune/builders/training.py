@@ -81,6 +81,9 @@ def _env(job: FineTuneJob, settings: Settings, run: str) -> list[dict[str, Any]]
         env.append({"name": "AWS_ENDPOINT_URL", "value": settings.storage.endpoint})
     if settings.storage.region:
         env.append({"name": "AWS_REGION", "value": settings.storage.region})
+    if settings.training.s3_retry_seconds is not None:
+        seconds = f"{settings.training.s3_retry_seconds:g}"
+        env.append({"name": "KUBETUNE_S3_RETRY_SECONDS", "value": seconds})
     for role, access in (
         ("BASE_MODEL", spec.base_model),
         ("DATASET", spec.dataset),
