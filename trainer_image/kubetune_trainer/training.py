@@ -3,10 +3,17 @@
 Trainer already does what a long run needs and what is easy to get subtly wrong: gradient
 accumulation with loss normalised over the real token count, cosine/linear schedules with
 warmup, DDP across processes, and checkpoints that carry optimizer, scheduler, RNG and data
-position so a resumed run continues exactly. TRL's SFTTrainer is not used: its
-assistant-only loss needs ``{% generation %}`` markers in the chat template (it swaps in
-templates for models it knows), where our masks work with any template; and its packing
-refuses a custom collator, which validation-driven tokenization needs.
+position so a resumed run continues exactly.
+
+Unpacked examples are batched by length (``group_by_length``): every batch is padded to its
+longest row, and with the long-tailed lengths of real data random batches spend much of
+their compute on padding. Packed rows are all about ``maxSeqLength`` long already, so they
+are drawn at random.
+
+TRL's SFTTrainer is not used: its assistant-only loss needs ``{% generation %}`` markers in
+the chat template (it swaps in templates for models it knows), where our masks work with any
+template; and its packing refuses a custom collator, which validation-driven tokenization
+needs.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any
 
 from kubetune.api import FineTuneJobSpec, Precision, Reason
 from kubetune_trainer import distributed
-from kubetune_trainer.datasets.packing import Collator, pack, unpacked
+from kubetune_trainer.datasets.packing import Collator, LengthGroupedOrder, pack, unpacked
 from kubetune_trainer.datasets.preparing import PreparedDataset
 from kubetune_trainer.errors import TrainerError
 
@@ -50,6 +57,7 @@ def training_arguments(
         gradient_checkpointing_kwargs={"use_reentrant": False},
         seed=training.seed,
         data_seed=training.seed,
+        train_sampling_strategy="random" if training.packing else "group_by_length",
         logging_steps=training.logging_steps,
         logging_first_step=True,
         eval_strategy=("steps" if training.eval_steps else "epoch") if has_eval else "no",
@@ -78,7 +86,7 @@ def _finite_loss_trainer() -> type:
 
     class FiniteLossTrainer(Trainer):
         """Stops with NaNLoss at the first non-finite loss (training or evaluation) instead
-        of training on garbage."""
+        of training on garbage; draws unpacked rows in a resumable length-grouped order."""
 
         def compute_loss(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
             result = super().compute_loss(model, inputs, *args, **kwargs)
@@ -92,6 +100,17 @@ def _finite_loss_trainer() -> type:
                     "or check the base model's weights and the data",
                 )
             return result
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            rows = train_dataset if train_dataset is not None else self.train_dataset
+            args = self.args
+            return LengthGroupedOrder(
+                [len(row["input_ids"]) for row in rows],
+                args.train_batch_size * args.gradient_accumulation_steps,
+                args.data_seed if args.data_seed is not None else args.seed,
+            )
 
     return FiniteLossTrainer
 

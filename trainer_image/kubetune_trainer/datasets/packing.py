@@ -6,12 +6,15 @@ example and no attention mask is passed, which is how transformers recognises pa
 (varlen flash attention on GPUs; a block-diagonal causal mask for SDPA and eager attention).
 The first label of every example is masked too, so no token is trained to predict the
 start of the next, unrelated example.
+
+Unpacked rows are drawn in length-grouped order instead (see :class:`LengthGroupedOrder`), so
+that a batch's rows are of similar length and little of it is padding.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +58,31 @@ def pack(examples: Sequence[TokenizedExample], max_length: int) -> list[Features
 def unpacked(examples: Sequence[TokenizedExample]) -> list[Features]:
     """One row per example."""
     return [{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in examples]
+
+
+class LengthGroupedOrder:
+    """Transformers' length-grouped order (random mega-batches, sorted by length inside,
+    the longest batch first so that running out of memory happens at once), drawn from the
+    seed and the epoch only: a run resumed in a later epoch draws the same batches as an
+    uninterrupted one (transformers' own sampler draws from the global RNG)."""
+
+    def __init__(self, lengths: Sequence[int], mega_batch: int, seed: int) -> None:
+        self.lengths, self.mega_batch, self.seed = list(lengths), mega_batch, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate's data loader at the start of every epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.mega_batch, generator=generator))
 
 
 @dataclass(frozen=True)
