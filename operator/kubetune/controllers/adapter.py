@@ -13,6 +13,7 @@ from kubetune.api import (
     AdapterConditionType,
     AdapterPhase,
     AdapterStatus,
+    ConditionStatus,
     DeletionPolicy,
     Reason,
     constants,
@@ -43,6 +44,21 @@ def adapter_verify(body: kopf.Body, **_: Any) -> None:
         )
     except StorageError as exc:
         if exc.reason == Reason.S3_UNAVAILABLE:
+            # Not a verdict: say why it waits (once), then retry.
+            changed = [
+                set_condition(
+                    status.conditions,
+                    kind,
+                    ConditionStatus.UNKNOWN,
+                    exc.reason,
+                    exc.message,
+                    generation=generation,
+                )
+                for kind in (AdapterConditionType.VERIFIED, AdapterConditionType.READY)
+            ]
+            if any(changed):
+                status.phase = AdapterPhase.VERIFYING
+                _write(adapter, status)
             metrics.record_reconcile("Adapter", started, ok=False)
             raise transient(exc) from exc
         for kind in (AdapterConditionType.VERIFIED, AdapterConditionType.READY):

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import kopf
+from kubernetes.client.rest import ApiException
 from pydantic import BaseModel, ValidationError
 
 from kubetune import k8s
-from kubetune.api import S3Access
+from kubetune.api import Reason, S3Access
 from kubetune.caching import TtlCache
 from kubetune.settings import Settings
-from kubetune.storage.s3 import ArtifactStore, make_client
+from kubetune.storage.s3 import ArtifactStore, StorageError, make_client
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,13 +40,25 @@ def store_for(access: S3Access, namespace: str, *, cached: bool = True) -> Artif
     region = access.region or SETTINGS.storage.region
 
     def make() -> ArtifactStore:
-        credentials = k8s.read_secret(namespace, secret.name) if secret else None
+        credentials = _credentials(namespace, secret.name) if secret else None
         return ArtifactStore(make_client(endpoint=endpoint, region=region, credentials=credentials))
 
     key = (namespace, secret.name if secret else None, endpoint, region)
     if not cached:
         STORES.forget(key)
     return STORES.get(key, make)
+
+
+def _credentials(namespace: str, name: str) -> dict[str, str]:
+    """The Secret's data; a missing Secret is a reason (SecretNotFound), not a traceback."""
+    try:
+        return k8s.read_secret(namespace, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise StorageError(
+                Reason.SECRET_NOT_FOUND, f"Secret {name!r} not found in namespace {namespace}"
+            ) from exc
+        raise
 
 
 def transient(exc: Exception) -> kopf.TemporaryError:
