@@ -7,7 +7,9 @@ sources, path rewriting) are unit-tested without a cluster.
 Local processes cannot mount volumes at absolute paths, so every ``volumeMount`` (and the
 container's ``terminationMessagePath``) gets a local stand-in, and the mount path is rewritten
 to it wherever it appears in ``command``, ``args``, ``workingDir`` and env values. Programs
-that build paths at run time find the same mapping as JSON in ``KUBETUNE_PATH_MAP``.
+that build paths at run time find the same mapping as JSON in ``KUBETUNE_PATH_MAP``; a
+directory passed to a program that holds mounts below it (``--credentials-dir`` of per-Secret
+mounts) becomes a local directory of links to those mounts (:func:`mount_parents`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
@@ -215,6 +217,31 @@ def build_service_account_kubeconfig(
         ],
         "current-context": "in-cluster",
     }
+
+
+def mount_parents(path_map: Mapping[str, str], values: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The directories among ``values`` that are not mounts but hold mounts below them, each
+    with its mounts: ``{"/secrets": {"s3/a": local path, ...}}``.
+
+    A program told ``--credentials-dir /secrets`` that reads ``/secrets/<name>`` for each
+    mount ``/secrets/<name>`` gets, in place of ``/secrets``, a local directory of links to
+    those mounts. Only whole values (or the part after ``=`` of ``--flag=value``) count, so a
+    path used merely as an ancestor (``/etc`` of ``/etc/kubetune``) is never rewritten.
+    """
+    parents: dict[str, dict[str, str]] = {}
+    for value in values:
+        candidate = value.split("=", 1)[1] if value.startswith("-") and "=" in value else value
+        candidate = candidate.rstrip("/")
+        if not candidate.startswith("/") or candidate in path_map:
+            continue
+        below = {
+            mount[len(candidate) + 1 :]: local
+            for mount, local in path_map.items()
+            if mount.startswith(candidate + "/")
+        }
+        if below:
+            parents[candidate] = below
+    return parents
 
 
 def rewrite_paths(value: str, path_map: Mapping[str, str]) -> str:

@@ -43,7 +43,7 @@ from localcluster.nodeagent_status import (
     should_restart,
     termination_message,
 )
-from localcluster.nodeagent_volumes import materialize, refresh
+from localcluster.nodeagent_volumes import link_mounts, materialize, refresh
 
 log = logging.getLogger("localcluster.nodeagent")
 
@@ -295,6 +295,10 @@ class PodWorker:
             record.reason, record.message = "CreateContainerConfigError", str(exc)
             self._restart_at[record.name] = time.monotonic() + CONFIG_RETRY
             return
+        values = [*(container.get("command") or []), *(container.get("args") or [])]
+        for parent, mounts in envs.mount_parents(path_map, [*values, *own.values()]).items():
+            link_mounts(home / "mounts" / parent.lstrip("/"), mounts)
+            path_map[parent] = str(home / "mounts" / parent.lstrip("/"))
         restarted = record.last_terminated is not None
         record.restart_count += restarted
         termination.write_bytes(b"")

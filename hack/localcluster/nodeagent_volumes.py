@@ -162,3 +162,14 @@ def _write_files(target: Path, files: Files) -> None:
     for existing in target.resolve().rglob("*"):
         if existing.is_file() and existing not in wanted:
             existing.unlink()
+
+
+def link_mounts(directory: Path, mounts: Mapping[str, str]) -> None:
+    """Make ``directory`` hold a link at each relative path of ``mounts`` to its local path
+    (a stand-in for a directory that holds mounts, see ``nodeagent_env.mount_parents``)."""
+    for relative, local in mounts.items():
+        link = directory / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(local)

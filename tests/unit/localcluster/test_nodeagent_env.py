@@ -14,6 +14,7 @@ from localcluster.nodeagent_env import (
     build_path_map,
     expand,
     field_value,
+    mount_parents,
     resolve_env,
     rewrite_paths,
 )
@@ -236,3 +237,28 @@ def test_path_map_is_json_serializable_for_kubetune_path_map() -> None:
         {"volumeMounts": [{"name": "v", "mountPath": "/v"}]}, {"v": "/L"}, "/t"
     )
     assert json.loads(json.dumps(mapping)) == mapping
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (  # a directory of per-Secret mounts, passed as a separate argument
+            ["--credentials-dir", "/secrets/s3"],
+            {"/secrets/s3": {"a": "/pod/volumes/a", "deep/b": "/pod/volumes/b"}},
+        ),
+        (
+            ["--credentials-dir=/secrets/s3/"],
+            {"/secrets/s3": {"a": "/pod/volumes/a", "deep/b": "/pod/volumes/b"}},
+        ),
+        (["/secrets/s3/a"], {}),  # a mount itself: rewritten as a mount
+        (["/etc/config.yaml", "/secrets/s3x", "s3://bucket/secrets/s3"], {}),
+        (["/"], {}),  # the root holds everything: never replaced
+    ],
+)
+def test_mount_parents_only_for_whole_values_that_hold_mounts(values, expected) -> None:
+    path_map = {
+        "/secrets/s3/a": "/pod/volumes/a",
+        "/secrets/s3/deep/b": "/pod/volumes/b",
+        "/etc/kubetune": "/pod/volumes/config",
+    }
+    assert mount_parents(path_map, values) == expected

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from localcluster.nodeagent_env import ConfigError
-from localcluster.nodeagent_volumes import materialize, refresh, volume_files
+from localcluster.nodeagent_volumes import link_mounts, materialize, refresh, volume_files
 from support.nodeagent import FakeSources, make_pod
 
 SOURCES = FakeSources(
@@ -207,3 +207,13 @@ def test_refresh_keeps_the_files_while_a_source_is_missing(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match='configmap "routes" not found'):
         refresh(pod, tmp_path, sources)
     assert (tmp_path / "config" / "serving.yaml").read_bytes() == b"v1: 100\n"
+
+
+def test_link_mounts_makes_a_directory_of_links_to_the_volumes(tmp_path: Path) -> None:
+    volume = tmp_path / "volumes" / "s3-credentials-0"
+    volume.mkdir(parents=True)
+    (volume / "AWS_ACCESS_KEY_ID").write_text("AKIA")
+    parent = tmp_path / "mounts" / "secrets"
+    link_mounts(parent, {"s3-local": str(volume)})
+    link_mounts(parent, {"s3-local": str(volume)})  # again, as on a container restart
+    assert (parent / "s3-local" / "AWS_ACCESS_KEY_ID").read_text() == "AKIA"
