@@ -37,6 +37,7 @@ from kubetune.lifecycle import (
     Observed,
     Plan,
     needs_artifact_check,
+    needs_pods,
     plan_finetunejob,
 )
 from kubetune.status import now
@@ -189,7 +190,7 @@ def _observe(job: FineTuneJob) -> Observed:
     validation = k8s.get_job(ns, validation_job_name(job))
     training = k8s.get_job(ns, training_job_name(job))
     relevant = training or validation
-    pods = k8s.list_job_pods(ns, relevant["metadata"]["name"]) if relevant else []
+    pods = k8s.list_job_pods(ns, relevant["metadata"]["name"]) if needs_pods(relevant) else []
     obs = Observed(job=job, validation=validation, training=training, pods=pods, now=now())
     if validation is None and training is None:
         obs = replace(obs, failure=_missing_secret(job))

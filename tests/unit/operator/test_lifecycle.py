@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from kubetune.api import FineTuneJob, Reason
-from kubetune.lifecycle import Action, Observed, needs_artifact_check, plan_finetunejob
+from kubetune.lifecycle import (
+    Action,
+    Observed,
+    needs_artifact_check,
+    needs_pods,
+    plan_finetunejob,
+)
 from support.factories import finetunejob_body, k8s_job, make_finetunejob, pod
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -272,3 +278,22 @@ def test_s3_is_consulted_only_before_and_after_training(
     observed: dict[str, Any], expected: bool
 ) -> None:
     assert needs_artifact_check(Observed(job=make_finetunejob(), **observed)) is expected
+
+
+@pytest.mark.parametrize(
+    ("job", "listed"),
+    [
+        (None, False),
+        (k8s_job("t"), False),  # no pod yet: its creation updates the Job
+        (k8s_job("t", active=1), True),  # not ready: maybe stuck pulling its image
+        (k8s_job("t", active=2, ready=1), True),
+        (k8s_job("t", active=1, ready=1), False),  # running: the status says enough
+        (k8s_job("t", suspend=True), False),
+        (k8s_job("t", conditions=("Complete",), succeeded=1), True),  # termination summary
+        (k8s_job("t", conditions=("Failed:BackoffLimitExceeded",), failed=3), True),
+    ],
+)
+def test_pods_are_listed_only_when_the_verdict_needs_them(
+    job: dict[str, Any] | None, listed: bool
+) -> None:
+    assert needs_pods(job) is listed
