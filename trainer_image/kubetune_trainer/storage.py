@@ -213,8 +213,8 @@ class ObjectStore:
                         raise
                     raise TrainerError(
                         exc.reason,
-                        f"{exc.message} (still unavailable after {self.retry_seconds:.0f}s of "
-                        f"retries; {RETRY_ENV} sets how long the trainer waits)",
+                        f"S3 still unavailable after {self.retry_seconds:.0f}s of retries "
+                        f"({RETRY_ENV} sets how long the trainer waits): {exc.message}",
                     ) from exc
                 log.warning("%s; retrying in %.0fs", exc.message, delay)
                 time.sleep(min(delay, deadline - now))
