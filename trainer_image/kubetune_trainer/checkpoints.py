@@ -20,6 +20,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from kubetune.artifacts import safe_relative_path
 from kubetune_trainer import distributed
 from kubetune_trainer.layout import CHECKPOINT_PREFIX, RunLayout
 from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore
@@ -48,14 +49,27 @@ def complete_steps(store: ObjectStore, layout: RunLayout) -> list[int]:
     steps = []
     for name in store.list(layout.checkpoints):
         directory, _, file = name.partition("/")
-        if file == MARKER and directory.startswith(CHECKPOINT_PREFIX):
-            steps.append(int(directory.removeprefix(CHECKPOINT_PREFIX)))
+        digits = directory.removeprefix(CHECKPOINT_PREFIX)
+        if file == MARKER and directory.startswith(CHECKPOINT_PREFIX) and digits.isdigit():
+            steps.append(int(digits))
     return sorted(steps)
 
 
 def read_marker(store: ObjectStore, layout: RunLayout, step: int) -> dict[str, Any]:
     """The marker of a complete checkpoint."""
     return json.loads(store.get_bytes(layout.checkpoint(step).join(MARKER)))
+
+
+def _safe_files(marker: Any) -> dict[str, int] | None:
+    """The marker's files if each is a plain relative path with a size; None otherwise. The
+    marker comes from S3: a name such as ``../../x`` must not choose where a download lands."""
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict):
+        return None
+    try:
+        return {safe_relative_path(name): int(size) for name, size in files.items()}
+    except (TypeError, ValueError):
+        return None
 
 
 def restore_newest(
@@ -67,12 +81,21 @@ def restore_newest(
             marker = read_marker(store, layout, step)
         except ObjectNotFoundError:
             continue
+        except ValueError:
+            log.warning("checkpoint at step %d has an unreadable marker; not resuming it", step)
+            continue
+        files = _safe_files(marker)
+        if files is None:
+            log.warning(
+                "checkpoint at step %d lists files outside its directory; not resuming it", step
+            )
+            continue
         if marker.get("datasetSha256") != dataset_sha256:
             log.warning("checkpoint at step %d was trained on other data; not resuming it", step)
             continue
         directory = local_root / f"checkpoint-{step}"
         prefix = layout.checkpoint(step)
-        for name, size in marker["files"].items():
+        for name, size in files.items():
             target = directory / name
             if not (target.is_file() and target.stat().st_size == size):
                 store.download_file(prefix.join(name), target)

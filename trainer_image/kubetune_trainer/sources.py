@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubetune.api import DatasetSpec, ModelSource, Reason
+from kubetune.artifacts import safe_relative_path
 from kubetune_trainer.datasets.loading import SUPPORTED_SUFFIXES
 from kubetune_trainer.datasets.preparing import DatasetFile, DatasetSource
 from kubetune_trainer.errors import TrainerError
@@ -35,20 +36,38 @@ class ModelRef:
 
 
 def pvc_path(uri: str) -> Path:
-    """The local path of ``pvc://claim/path`` under the PVC mount root."""
+    """The local path of ``pvc://claim/path`` under the PVC mount root; a path that climbs
+    out of its claim (``..``) is refused, as the API's URI pattern refuses it."""
     claim, _, rest = uri.removeprefix("pvc://").partition("/")
+    _inside(uri, rest.rstrip("/") or ".", Reason.INVALID_SPEC)
     return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / claim / rest
+
+
+def _inside(where: str, name: str, reason: Reason) -> None:
+    """Refuse a relative name (from a URI or an S3 listing) that would leave its directory."""
+    if name == ".":
+        return
+    try:
+        safe_relative_path(name)
+    except ValueError as exc:
+        raise TrainerError(reason, f"{where}: {exc}") from exc
 
 
 def _cache_dir(workdir: Path, kind: str, uri: str) -> Path:
     return workdir / kind / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
-def _sync(store: ObjectStore, prefix: S3Uri, directory: Path, sizes: dict[str, int]) -> None:
-    """Download what is missing or of the wrong size."""
+def _sync(
+    store: ObjectStore, prefix: S3Uri, directory: Path, sizes: dict[str, int], reason: Reason
+) -> None:
+    """Download what is missing or of the wrong size; a key whose name would land outside
+    ``directory`` (S3 allows ``a/../../b``) fails with ``reason``."""
     for name, size in sorted(sizes.items()):
+        if name.endswith("/"):
+            continue
+        _inside(str(prefix), name, reason)
         target = directory / name
-        if name.endswith("/") or (target.is_file() and target.stat().st_size == size):
+        if target.is_file() and target.stat().st_size == size:
             continue
         store.download_file(prefix.join(name), target)
 
@@ -70,7 +89,7 @@ def fetch_base_model(source: ModelSource, workdir: Path, *, weights: bool = True
         sizes = store.list(prefix)
         if not weights:
             sizes = {n: size for n, size in sizes.items() if not n.endswith(_WEIGHT_SUFFIXES)}
-        _sync(store, prefix, directory, sizes)
+        _sync(store, prefix, directory, sizes, Reason.BASE_MODEL_NOT_FOUND)
     if not (directory / "config.json").is_file():
         raise TrainerError(
             Reason.BASE_MODEL_NOT_FOUND, f"no model (config.json) at {uri} for {source.name}"
@@ -97,7 +116,7 @@ def fetch_dataset(spec: DatasetSpec, workdir: Path, uri: str) -> DatasetSource:
             if Path(n).suffix.lower() in SUPPORTED_SUFFIXES
         }
     directory = _cache_dir(workdir, "dataset", uri)
-    _sync(store, prefix, directory, sizes)
+    _sync(store, prefix, directory, sizes, Reason.DATASET_INVALID)
     return DatasetSource(
         uri, tuple(DatasetFile(str(prefix.join(n)), directory / n) for n in sorted(sizes))
     )
