@@ -15,15 +15,20 @@ _SUBDOMAIN = rf"{_LABEL}(\.{_LABEL})*"
 # S3 bucket naming rules: 3-63 characters of lowercase letters, digits, dots and hyphens,
 # beginning and ending with a letter or digit.
 _S3_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
-_S3 = rf"s3://{_S3_BUCKET}(/\S*)?"
-_PVC = rf"pvc://{_SUBDOMAIN}(/\S*)?"
+# One segment of a key or path: no "/", control character, space or backslash, and never
+# "." or ".." (a key with them is a path traversal once it becomes a file name), so also no
+# empty segment ("//").
+_CHAR = r"[^/\x00-\x20\x7f\\]"
+_SEGMENT = rf"(\.?[^/\x00-\x20\x7f\\.]|\.\.{_CHAR}){_CHAR}*"
+_S3 = rf"s3://{_S3_BUCKET}(/{_SEGMENT})*/?"
+_PVC = rf"pvc://{_SUBDOMAIN}(/{_SEGMENT})*/?"
 _HF_REPO = r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?"
 
 DNS1123_LABEL_PATTERN = rf"^{_LABEL}$"
 DNS1123_SUBDOMAIN_PATTERN = rf"^{_SUBDOMAIN}$"
 S3_URI_PATTERN = rf"^{_S3}$"
 MODEL_URI_PATTERN = rf"^(hf://{_HF_REPO}|{_S3}|{_PVC})$"
-DATASET_URI_PATTERN = rf"^({_S3}|pvc://{_SUBDOMAIN}/\S+)$"
+DATASET_URI_PATTERN = rf"^({_S3}|pvc://{_SUBDOMAIN}(/{_SEGMENT})+/?)$"
 HF_REPO_PATTERN = rf"^{_HF_REPO}$"
 HTTP_URL_PATTERN = r"^https?://[^\s/?#]+(/\S*)?$"
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
