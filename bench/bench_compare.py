@@ -71,6 +71,16 @@ def run_rounds(
     return runs
 
 
+def steady(run: dict[str, Any]) -> tuple[float, float] | None:
+    """Tokens per second and seconds per step after the first optimizer step (warm-up:
+    allocator, kernels, lazy initialisation); None with fewer than three steps."""
+    marks = run.get("step_marks") or []
+    if len(marks) < 3:
+        return None
+    (t0, n0), (t1, n1) = marks[0], marks[-1]
+    return (n1 - n0) / (t1 - t0), (t1 - t0) / (len(marks) - 1)
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Medians per scenario."""
     summary = {}
@@ -79,10 +89,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if not mine:
             continue
         gpu = [r["peak_gpu_bytes"] for r in mine if r.get("peak_gpu_bytes") is not None]
+        warm = [w for w in map(steady, mine) if w is not None]
         summary[label(side, packing)] = {
             "tokensPerSecond": median([r["tokens"] / r["train_seconds"] for r in mine]),
             "tokensPerCpuSecond": median([r["tokens"] / r["train_cpu_seconds"] for r in mine]),
             "stepSeconds": median([r["train_seconds"] / r["steps"] for r in mine]),
+            "steadyTokensPerSecond": median([w[0] for w in warm]) if warm else None,
+            "steadyStepSeconds": median([w[1] for w in warm]) if warm else None,
             "peakRssBytes": median([r["peak_rss_bytes"] for r in mine]),
             "peakGpuBytes": median(gpu) if gpu else None,
             "paddingShare": median([1 - r["tokens"] / r["padded_tokens"] for r in mine]),

@@ -62,6 +62,7 @@ class Result:
     padded_tokens: int  # tokens including padding, as the model saw them
     train_seconds: float
     train_cpu_seconds: float  # CPU time of the process in the loop (all its threads)
+    step_marks: list[tuple[float, int]]  # (seconds into the loop, tokens so far) per step
     setup_seconds: float  # model load, tokenization, trainer construction
     peak_rss_bytes: int
     peak_gpu_bytes: int | None
@@ -98,12 +99,32 @@ class TokenCounter:
         return self.step(*args, **kwargs)
 
 
-def _train_timed(trainer: Any) -> tuple[TokenCounter, float, float]:
-    """Train; the counter, wall seconds and CPU seconds of this process."""
+def _step_clock(counter: TokenCounter) -> Any:
+    """A callback noting, at the end of every optimizer step, the time and tokens so far
+    (after the GPU finished), so the first steps (warm-up) can be told apart."""
+    import torch
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.marks: list[tuple[float, int]] = []
+
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.marks.append((time.perf_counter(), counter.tokens))
+
+    return StepClock()
+
+
+def _train_timed(trainer: Any) -> tuple[TokenCounter, Any, float, float, float]:
+    """Train; the counter, the step clock, the start, wall and CPU seconds of the loop."""
     counter = TokenCounter(trainer)
+    clock = _step_clock(counter)
+    trainer.add_callback(clock)
     cpu, started = time.process_time(), time.perf_counter()
     trainer.train()
-    return counter, time.perf_counter() - started, time.process_time() - cpu
+    return counter, clock, started, time.perf_counter() - started, time.process_time() - cpu
 
 
 def _spec(job: Job) -> Any:
@@ -256,7 +277,7 @@ def run(job: Job) -> Result:
         trainer, setup = RUNNERS[job.side](job, Path(tmp))
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        counter, seconds, cpu = _train_timed(trainer)
+        counter, clock, started, seconds, cpu = _train_timed(trainer)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return Result(
         side=job.side,
@@ -267,6 +288,7 @@ def run(job: Job) -> Result:
         padded_tokens=counter.padded,
         train_seconds=seconds,
         train_cpu_seconds=cpu,
+        step_marks=[(at - started, tokens) for at, tokens in clock.marks],
         setup_seconds=setup,
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         peak_gpu_bytes=torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,

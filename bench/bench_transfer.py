@@ -1,0 +1,72 @@
+"""Our adapter push or pull, as one command, for ``adapter_transfer.py`` to time.
+
+Push is what the trainer does at the end of a run: describe every file (sha256, size) into
+the manifest, upload the files, then the manifest (``kubetune_trainer.artifacts``). Pull is
+what a serving pod does: read and check the manifest, download exactly the files it lists,
+verify each file's sha256 and size, and move the verified directory into the cache
+(``kubetune_server.fetching.AdapterFetcher``). Credentials come from the standard AWS
+variables. Prints one JSON line with the in-process timings.
+
+    python bench/bench_transfer.py push DIR s3://bucket/prefix/ ENDPOINT
+    python bench/bench_transfer.py pull s3://bucket/prefix/run/adapter/ ENDPOINT CACHE_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+BASE_MODEL = "bench/base"
+RUN_ID = "run"
+
+
+def push(directory: Path, output_uri: str, endpoint: str) -> dict[str, float]:
+    from kubetune.api import FineTuneJobSpec
+    from kubetune_trainer.artifacts import build_manifest, publish_artifact
+    from kubetune_trainer.layout import RunLayout
+    from kubetune_trainer.storage import ObjectStore, Role, make_client
+
+    spec = FineTuneJobSpec.model_validate(
+        {
+            "baseModel": {"name": BASE_MODEL},
+            "dataset": {"uri": "s3://bench/train.jsonl"},
+            "output": {"uri": output_uri, "endpoint": endpoint},
+            "adapter": {"name": "bench", "version": "v1"},
+        }
+    )
+    started = time.perf_counter()
+    store = ObjectStore(make_client(spec.output, Role.OUTPUT))
+    manifest = build_manifest(spec, directory, run_id=RUN_ID, metrics={}, dataset_sha256="0" * 64)
+    described = time.perf_counter()
+    publish_artifact(store, RunLayout.of(output_uri, RUN_ID), directory, manifest)
+    done = time.perf_counter()
+    return {"hashSeconds": described - started, "transferSeconds": done - described}
+
+
+def pull(uri: str, endpoint: str, cache: Path) -> dict[str, float]:
+    from kubetune_server.config import AdapterSource, S3Location
+    from kubetune_server.fetching import AdapterFetcher
+    from kubetune_server.settings import AdapterSettings, ModelSettings, Settings
+
+    fetcher = AdapterFetcher(
+        Settings(model=ModelSettings(name=BASE_MODEL), adapters=AdapterSettings(cache_dir=cache))
+    )
+    source = AdapterSource(version="bench-v1", uri=uri, s3=S3Location(endpoint=endpoint))
+    started = time.perf_counter()
+    verified = fetcher.fetch(source)
+    return {"transferSeconds": time.perf_counter() - started, "bytes": verified.size_bytes}
+
+
+def main(argv: list[str]) -> None:
+    command, *rest = argv
+    if command == "push":
+        result = push(Path(rest[0]), rest[1], rest[2])
+    else:
+        result = pull(rest[0], rest[1], Path(rest[2]))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
