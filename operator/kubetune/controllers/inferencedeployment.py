@@ -86,19 +86,38 @@ def inferencedeployment_tick(body: kopf.Body, **_: Any) -> None:
     reconcile(body)
 
 
+Follows = tuple[str, tuple[tuple[str | None, str | None], ...]]
+"""An InferenceDeployment's name and the (adapterRef, selector family) of each served entry."""
+
+
+@kopf.index(*INFD)
+def inferencedeployments_following(
+    namespace: str, name: str, spec: kopf.Spec, **_: Any
+) -> dict[str, Follows]:
+    """Per namespace, which adapters each InferenceDeployment follows, kept from the watch:
+    an Adapter event looks its followers up here instead of listing every deployment
+    (one list per Adapter event, found by bench/operator_scale.py)."""
+    served = spec.get("adapters") or []
+    return {
+        namespace: (
+            name,
+            tuple((s.get("adapterRef"), (s.get("selector") or {}).get("family")) for s in served),
+        )
+    }
+
+
 @kopf.on.event(constants.GROUP, constants.VERSION, "adapters")
-def inferencedeployment_adapter_changed(body: kopf.Body, **_: Any) -> None:
+def inferencedeployment_adapter_changed(
+    body: kopf.Body, inferencedeployments_following: kopf.Index[str, Follows], **_: Any
+) -> None:
     """A new or newly Ready Adapter may be the next version of a family a deployment follows."""
     meta = body["metadata"]
     family = (meta.get("labels") or {}).get(constants.LABEL_ADAPTER_FAMILY)
-    for deployment in k8s.list_custom(PLURAL, meta["namespace"]):
-        served = (deployment.get("spec") or {}).get("adapters") or []
-        if any(
-            s.get("adapterRef") == meta["name"]
-            or (family and (s.get("selector") or {}).get("family") == family)
-            for s in served
-        ):
-            reconcile(deployment)
+    for name, served in inferencedeployments_following.get(meta["namespace"], []):
+        if any(ref == meta["name"] or (family and family == f) for ref, f in served):
+            deployment = k8s.get_custom(PLURAL, meta["namespace"], name)
+            if deployment is not None:
+                reconcile(deployment)
 
 
 @kopf.on.event(
