@@ -109,9 +109,15 @@ def _is_training(body: kopf.Body, **_: Any) -> bool:
     return (body.get("status") or {}).get("phase") == FineTuneJobPhase.RUNNING
 
 
-@kopf.timer(*FTJ, interval=SETTINGS.training.progress_interval, when=_is_training)
+@kopf.timer(
+    *FTJ,
+    interval=SETTINGS.training.progress_interval,
+    backoff=SETTINGS.training.progress_interval,
+    when=_is_training,
+)
 def finetunejob_progress(body: kopf.Body, **_: Any) -> None:
-    """Copy the trainer's progress from S3 into status while it trains."""
+    """Copy the trainer's progress from S3 into status while it trains. A failed tick (the
+    apiserver restarting) is retried at the next interval, not after kopf's default minute."""
     job = parse(FineTuneJob, body)
     run = artifacts.run_id(job.spec)
     try:
