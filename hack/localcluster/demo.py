@@ -35,6 +35,8 @@ from localcluster.demo_stages import Demo
 from localcluster.demo_timeline import Stage, StageError, Timeline
 
 DEFAULT_DIR = Path(".kubetune/demo")
+MARKER = ".kubetune-demo"
+"""Written first into a demo's directory: ``down`` removes only directories that have it."""
 AGENT_GRACE = 30.0
 """Seconds the agent gets to stop its pods' processes before it is killed."""
 
@@ -98,7 +100,7 @@ def preflight(root: Path) -> None:
             f"run `hack/demo down --dir {root}` first"
         )
     if root.exists():
-        down(root)
+        down(root)  # leftovers of a demo that is no longer running; refuses other directories
     if not _port_free(stages.SERVING_PORT):
         raise DemoError(
             f"port {stages.SERVING_PORT} is in use: the demo's serving pod listens there "
@@ -110,7 +112,8 @@ def up(root: Path, console: Console) -> int:
     """Run every stage; 0 when all succeeded. A failed stage leaves everything running for a
     look at the logs it lists."""
     preflight(root)
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).touch()
     timeline = Timeline(root / "events.jsonl", console)
     demo = Demo(root, timeline)
     console.rule("[bold]kubetune: the local lifecycle demo")
@@ -146,7 +149,12 @@ def up(root: Path, console: Console) -> int:
 
 def down(root: Path) -> None:
     """Stop the agent (and with it every pod's processes), S3 and the control plane, then
-    remove the state directory. Safe to run twice, or after a failed ``up``."""
+    remove the state directory. Safe to run twice, or after a failed ``up``; refuses a
+    directory that is not a demo's (it would remove it)."""
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        return
+    if not (root / MARKER).exists():
+        raise DemoError(f"{root} is not a demo's directory (no {MARKER}); nothing removed")
     state = root / "demo.json"
     if state.exists():
         agent = json.loads(state.read_text())["agent"]

@@ -77,3 +77,24 @@ def test_a_failed_stage_says_which_and_where_the_logs_are(
         ("demo", "failed"),
     ]
     assert events[4]["error"] == "the apiserver went away"
+
+
+def test_down_and_up_refuse_a_directory_that_is_not_a_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "todo.txt").write_text("keep me")
+
+    assert demo.main(["down", "--dir", str(mine)]) == 2
+    assert demo.main(["up", "--dir", str(mine)]) == 2
+
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2
+    assert all(f"{mine} is not a demo's directory" in line for line in errors)
+    assert (mine / "todo.txt").read_text() == "keep me"
+
+
+def test_down_of_a_missing_directory_does_nothing(tmp_path: Path) -> None:
+    assert demo.main(["down", "--dir", str(tmp_path / "never-started")]) == 0
+    assert not (tmp_path / "never-started").exists()
