@@ -115,11 +115,25 @@ class PodApi:
             return None
         return {k: base64.b64decode(v) for k, v in (found.get("data") or {}).items()}
 
-    def token(self, namespace: str, service_account: str, audience: str, seconds: int) -> str:
-        """A token for the pod's service account, as for a projected token volume."""
+    def token(
+        self,
+        namespace: str,
+        service_account: str,
+        audience: str,
+        seconds: int,
+        pod: tuple[str, str] | None = None,
+    ) -> str:
+        """A token for the pod's service account, bound to the pod (see ``Sources.token``)."""
+        bound = None
+        if pod is not None:
+            bound = client.V1BoundObjectReference(
+                api_version="v1", kind="Pod", name=pod[0], uid=pod[1]
+            )
         request = client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(
-                audiences=[audience] if audience else [], expiration_seconds=seconds
+                audiences=[audience] if audience else [],
+                expiration_seconds=seconds,
+                bound_object_ref=bound,
             )
         )
         try:

@@ -53,8 +53,17 @@ class Sources(Protocol):
         """The Secret's decoded data, or None when it does not exist."""
         ...
 
-    def token(self, namespace: str, service_account: str, audience: str, seconds: int) -> str:
-        """A bound service-account token, as the kubelet requests for projected volumes."""
+    def token(
+        self,
+        namespace: str,
+        service_account: str,
+        audience: str,
+        seconds: int,
+        pod: tuple[str, str] | None = None,
+    ) -> str:
+        """A service-account token, as the kubelet requests for projected volumes: bound to
+        ``pod`` (name, uid), so that it dies with the pod (and the apiserver extends the
+        default 3607s of admission's volume to a year, as it does for a kubelet)."""
         ...
 
 

@@ -90,6 +90,7 @@ def _projected_files(pod: Mapping[str, Any], volume: Mapping[str, Any], sources:
                 pod["spec"].get("serviceAccountName") or "default",
                 token.get("audience", ""),
                 int(token.get("expirationSeconds", 3600)),
+                pod=(pod["metadata"]["name"], pod["metadata"]["uid"]),
             )
             files[token["path"]] = (value.encode(), mode)
         else:

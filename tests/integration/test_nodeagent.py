@@ -183,6 +183,39 @@ def test_failure_reports_exit_code_and_termination_message(
     assert (states["logs"].exit_code, states["logs"].message) == (2, "last words\n")
 
 
+def test_a_pod_talks_to_the_apiserver_as_its_service_account(
+    agent: Agent, api_client: client.ApiClient, namespace: str
+) -> None:
+    """In-cluster config cannot work for a local process; the KUBECONFIG the agent writes
+    for the mounted token makes the client authenticate as the pod's ServiceAccount, with a
+    token bound to the pod."""
+    core = client.CoreV1Api(api_client)
+    whoami = python(
+        "whoami",
+        """
+        import json, os
+        from kubernetes import client, config
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()  # KUBECONFIG, from the agent
+        review = client.AuthenticationV1Api().create_self_subject_review({})
+        info = review.status.user_info
+        pod = info.extra["authentication.kubernetes.io/pod-name"]
+        message = {"user": info.username, "pod": pod}
+        open(os.environ["KUBETUNE_TERMINATION_LOG"], "w").write(json.dumps(message))
+        """,
+    )
+    _pod(core, namespace, "whoami", agent.spec(whoami, restartPolicy="Never"))
+    pod = eventually(lambda: _phase(core, namespace, "whoami", "Succeeded", "Failed"))
+    message = pod.status.container_statuses[0].state.terminated.message
+    assert pod.status.phase == "Succeeded", message
+    assert json.loads(message) == {
+        "user": f"system:serviceaccount:{namespace}:default",
+        "pod": ["whoami"],
+    }
+
+
 def test_field_refs_and_mount_paths_seen_by_the_process(
     agent: Agent, api_client: client.ApiClient, namespace: str
 ) -> None:

@@ -20,7 +20,14 @@ class FakeSources:
     def secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         return self.secrets.get((namespace, name))
 
-    def token(self, namespace: str, service_account: str, audience: str, seconds: int) -> str:
+    def token(
+        self,
+        namespace: str,
+        service_account: str,
+        audience: str,
+        seconds: int,
+        pod: tuple[str, str] | None = None,
+    ) -> str:
         return f"token:{namespace}:{service_account}:{audience}:{seconds}"
 
 
