@@ -19,6 +19,8 @@ import argparse
 import json
 import os
 import platform
+import signal
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -157,6 +159,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--merge", action="store_true", help="keep other sizes from --out")
     args = parser.parse_args()
+    # A SIGTERM (a CI timeout) unwinds like Ctrl-C, so every cluster and operator is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     previous: dict[int, dict[str, Any]] = {}
     if args.merge and args.out.exists():
