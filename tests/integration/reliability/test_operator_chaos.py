@@ -35,6 +35,8 @@ from support.polling import eventually
 from support.resources import conditions, create, get, make_secret, phase_is, status_of
 from support.trainerside import finish_training, pass_validation, running_pod, write_progress
 
+from .conftest import kwok_finetunejob
+
 NAME = "chaos-bot"
 KILLS = 10
 MODES = ("before", "during", "startup")
@@ -114,7 +116,7 @@ def test_operator_sigkilled_at_ten_random_points_leaves_one_of_everything(
     steps = [
         Step(
             "create",
-            lambda: create(api, ns, "finetunejobs", _finetunejob(bucket, s3.endpoint)),
+            lambda: create(api, ns, "finetunejobs", kwok_finetunejob(NAME, bucket, s3.endpoint)),
             lambda: phase_is(api, ns, NAME, "Validating") and _job(api, ns, f"{NAME}-validate"),
         ),
         Step(
@@ -173,29 +175,6 @@ def _sleep_then_kill(operator: OperatorProcess, delay: float) -> None:
     while time.monotonic() < deadline:
         time.sleep(0.01)
     operator.kill()
-
-
-def _finetunejob(bucket: str, endpoint: str) -> dict[str, Any]:
-    access = {"endpoint": endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": NAME},
-        "spec": {
-            "baseModel": {
-                "name": "kubetune/tiny-llama",
-                "uri": f"s3://{bucket}/models/tiny/",
-                **access,
-            },
-            "dataset": {"uri": f"s3://{bucket}/data/train.jsonl", "validationSplit": 0.1, **access},
-            "method": "qlora",
-            "lora": {"r": 8, "alpha": 16},
-            "training": {"maxSteps": 20},
-            "resources": {"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
-            "output": {"uri": f"s3://{bucket}/adapters/{NAME}/", **access},
-            "adapter": {"name": NAME, "version": "v1"},
-        },
-    }
 
 
 def _job(api: client.ApiClient, namespace: str, name: str) -> client.V1Job | None:
