@@ -220,12 +220,23 @@ def _observe(job: FineTuneJob, seen: dict[str, Any] | None = None) -> Observed:
     if not validated and validation is None and training is None:
         obs = replace(obs, failure=_missing_secret(job))
     elif needs_artifact_check(obs):
-        manifest = artifacts.join(
-            artifacts.adapter_uri(job.spec.output.uri, artifacts.run_id(job.spec)),
-            artifacts.MANIFEST_NAME,
-        )
-        obs = replace(obs, artifact_exists=_store(job).exists(manifest))
+        obs = replace(obs, **_artifact(job))
     return obs
+
+
+def _artifact(job: FineTuneJob) -> dict[str, Any]:
+    """Whether the run's manifest exists, and a failure when it is not one (e.g. it lists a
+    file outside the adapter prefix): a run never publishes an Adapter from such a manifest."""
+    prefix = artifacts.adapter_uri(job.spec.output.uri, artifacts.run_id(job.spec))
+    try:
+        _store(job).load_manifest(prefix)
+    except StorageError as exc:
+        if exc.reason == Reason.NOT_FOUND:
+            return {"artifact_exists": False}
+        if exc.reason == Reason.MANIFEST_INVALID:
+            return {"artifact_exists": True, "failure": (exc.reason, exc.message)}
+        raise
+    return {"artifact_exists": True}
 
 
 def _missing_secret(job: FineTuneJob) -> tuple[Reason, str] | None:

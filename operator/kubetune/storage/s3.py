@@ -20,6 +20,7 @@ from kubetune.artifacts import MANIFEST_NAME, Manifest, digest, join
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 _MISSING = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 _CHUNK = 1 << 20
+_MESSAGE_LIMIT = 2000
 
 
 class StorageError(Exception):
@@ -144,8 +145,11 @@ class ArtifactStore:
         try:
             return Manifest.model_validate_json(data)
         except ValueError as exc:
+            # Bounded: a condition message holds at most 32 KiB, and a hostile manifest can
+            # have thousands of bad entries.
+            details = str(exc)[:_MESSAGE_LIMIT]
             raise StorageError(
-                Reason.MANIFEST_INVALID, f"{uri} is not a valid manifest: {exc}"
+                Reason.MANIFEST_INVALID, f"{uri} is not a valid manifest: {details}"
             ) from exc
 
     def verify(self, prefix: str, expected_digest: str) -> Manifest:
