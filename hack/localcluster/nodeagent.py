@@ -23,7 +23,9 @@ that mounts that volume, it also writes a kubeconfig (server: the apiserver; CA 
 its own. Clients that fall back from in-cluster config to ``KUBECONFIG`` (the kubernetes
 client's usual pattern, kopf's login, kubetune's operator) so act as the pod's
 ServiceAccount with exactly its RBAC, as in a real cluster. The token is requested once per
-pod start and is not refreshed (a kubelet rotates it at 80% of its lifetime).
+pod start, bound to the pod; it is not rotated as a kubelet rotates it, but for admission's
+default volume (3607s) the apiserver issues a bound token valid for a year, as it does for
+kubelets.
 
 Run it with ``hack/cluster agent`` or ``python -m localcluster.nodeagent --kubeconfig K``.
 """
