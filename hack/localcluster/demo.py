@@ -30,6 +30,7 @@ from pathlib import Path
 from rich.console import Console
 
 from localcluster import Cluster, S3Server, processes
+from localcluster import demo_rollout as rollout
 from localcluster import demo_stages as stages
 from localcluster.demo_stages import Demo
 from localcluster.demo_timeline import Stage, StageError, Timeline
@@ -47,12 +48,12 @@ STAGES: list[tuple[str, str, Callable[[Demo, Stage], None]]] = [
     ("data", "Upload the tiny base model and the dataset", stages.upload_data),
     ("baseline", f"Import {stages.BASELINE}, the adapter serving today", stages.import_baseline),
     ("apply", "Apply the examples (examples/local overlay)", stages.apply_examples),
-    ("training", f"Train {stages.TRAINED} on CPU (4-bit QLoRA)", stages.train),
-    ("adapter", f"Verify the Adapter {stages.TRAINED}", stages.verify_adapter),
-    ("canary", f"Roll {stages.TRAINED} out as a canary", stages.canary),
-    ("promote", "Promote the canary", stages.promote),
-    ("chat", f"Chat with {stages.SERVED}", stages.chat),
-    ("summary", "Show what is running", stages.summarize),
+    ("training", f"Train {stages.TRAINED} on CPU (4-bit QLoRA)", rollout.train),
+    ("adapter", f"Verify the Adapter {stages.TRAINED}", rollout.verify_adapter),
+    ("canary", f"Roll {stages.TRAINED} out as a canary", rollout.canary),
+    ("promote", "Promote the canary", rollout.promote),
+    ("chat", f"Chat with {stages.SERVED}", rollout.chat),
+    ("summary", "Show what is running", rollout.summarize),
 ]
 
 
@@ -194,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     except DemoError as exc:
         print(f"hack/demo: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"hack/demo: interrupted; what started keeps running: hack/demo down --dir {root}",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The stages of the local lifecycle demo, each a function of the demo and its running stage.
+"""The demo's setup stages (the cluster up to the applied examples), and the names and the
+:class:`Demo` handle they share with the later stages in :mod:`localcluster.demo_rollout`.
 
 Every stage waits for a fact it can check (a process ready, an object's status, an answer
 over HTTP) and raises with what it saw when the fact does not come; it records what it found
@@ -21,16 +22,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from kubetune.api.constants import (
-    ANNOTATION_ROLLOUT_ACTION,
-    LABEL_ADAPTER_FAMILY,
-    LABEL_ADAPTER_VERSION,
-)
+from kubetune.api.constants import LABEL_ADAPTER_FAMILY, LABEL_ADAPTER_VERSION
 from localcluster import Cluster, S3Server, demo_artifacts, processes
 from localcluster.demo_timeline import Stage, Timeline
 from localcluster.nodeagent import AGENT_POOL, AGENT_TAINT, DEFAULT_NODE
@@ -128,9 +124,6 @@ class Demo:
             ("control plane", self.root / "cluster"),
             ("S3", self.root / "s3" / "minio.log"),
         ]
-
-
-# Stages.
 
 
 def start_cluster(demo: Demo, stage: Stage) -> None:
@@ -313,7 +306,7 @@ def import_baseline(demo: Demo, stage: Stage) -> None:
         GROUP, VERSION, NAMESPACE, "adapters", adapter
     )
     status = wait_for(
-        lambda: _phase(demo.status("adapters", BASELINE), "Ready"),
+        lambda: phase_in(demo.status("adapters", BASELINE), "Ready"),
         what=f"Adapter {BASELINE} Ready",
         timeout=60,
     )
@@ -338,170 +331,6 @@ def apply_examples(demo: Demo, stage: Stage) -> None:
         stage.note(line, applied=line.split()[0])
 
 
-def train(demo: Demo, stage: Stage) -> None:
-    """Wait for the FineTuneJob to succeed, showing its phases and training progress."""
-    seen: dict[str, Any] = {}
-
-    def done() -> dict[str, Any] | None:
-        status = demo.status("finetunejobs", FINETUNEJOB)
-        phase = status.get("phase")
-        if phase and phase != seen.get("phase"):
-            seen["phase"] = phase
-            stage.note(f"phase {phase}", phase=phase)
-        progress = status.get("progress") or {}
-        if progress.get("step") and progress["step"] != seen.get("step"):
-            seen["step"] = progress["step"]
-            stage.progress(_progress_text(progress), **progress)
-        if phase == "Failed":
-            failed = next((c for c in status.get("conditions", []) if c["type"] == "Failed"), {})
-            raise RuntimeError(f"{failed.get('reason')}: {failed.get('message')}")
-        return status if phase == "Succeeded" else None
-
-    status = wait_for(done, what=f"FineTuneJob {FINETUNEJOB} Succeeded", timeout=600)
-    progress = status.get("progress") or {}
-    stage.note(
-        f"Succeeded: {_progress_text(progress)}, {status.get('trainedTokens')} tokens trained",
-        phase="Succeeded",
-        steps=progress.get("step"),
-        trainLoss=progress.get("trainLoss"),
-        evalLoss=progress.get("evalLoss"),
-        trainedTokens=status.get("trainedTokens"),
-    )
-
-
-def _progress_text(progress: dict[str, Any]) -> str:
-    parts = [f"step {progress.get('step')}/{progress.get('totalSteps')}"]
-    for key, label in (("trainLoss", "loss"), ("evalLoss", "eval loss")):
-        if progress.get(key) is not None:
-            parts.append(f"{label} {progress[key]:.3f}")
-    if progress.get("tokensPerSecond"):
-        parts.append(f"{progress['tokensPerSecond']:.0f} tokens/s")
-    return " · ".join(parts)
-
-
-def verify_adapter(demo: Demo, stage: Stage) -> None:
-    status = wait_for(
-        lambda: _phase(demo.status("adapters", TRAINED), "Ready", "Failed"),
-        what=f"Adapter {TRAINED} verified",
-        timeout=120,
-    )
-    adapter = demo.get("adapters", TRAINED) or {}
-    spec = adapter.get("spec", {})
-    if status.get("phase") != "Ready" or status.get("verifiedDigest") != spec.get("digest"):
-        raise RuntimeError(f"Adapter {TRAINED} did not verify: {status}")
-    demo.found["artifact"] = spec["uri"]
-    stage.note(
-        f"Adapter {TRAINED} Ready: digest {spec['digest'][:19]}… verified, "
-        f"{status.get('files')} files, {status.get('sizeBytes')} bytes",
-        adapter=TRAINED,
-        phase="Ready",
-        digest=spec["digest"],
-        verifiedDigest=status.get("verifiedDigest"),
-        uri=spec["uri"],
-    )
-
-
-def canary(demo: Demo, stage: Stage) -> None:
-    """The new Adapter of the family becomes the canary; requests reach both versions."""
-
-    def at_canary() -> dict[str, Any] | None:
-        status = demo.status("inferencedeployments", INFERENCEDEPLOYMENT)
-        canary = status.get("canary") or {}
-        stable = (status.get("stable") or {}).get("revision")
-        ok = canary.get("revision") == TRAINED and stable == BASELINE
-        return status if ok and status.get("readyReplicas") else None
-
-    status = wait_for(at_canary, what=f"{TRAINED} as the canary, serving", timeout=240)
-    weight = status["canary"].get("weight")
-    stage.note(
-        f"stable {BASELINE}, canary {TRAINED} at {weight}% ({status.get('phase')})",
-        phase=status.get("phase"),
-        stable=BASELINE,
-        canary=TRAINED,
-        weight=weight,
-    )
-    demo.found["url"] = _serving_url(demo)
-    seen: dict[str, int] = {}
-    replies: dict[str, str] = {}
-
-    def both_versions() -> bool:
-        version, reply = ask(demo.found["url"])
-        seen[version] = seen.get(version, 0) + 1
-        replies[version] = reply
-        return {BASELINE, TRAINED} <= set(seen)
-
-    wait_for(both_versions, what="requests answered by both versions", timeout=90, every=0.2)
-    stage.note(
-        f"{sum(seen.values())} requests ({QUESTION!r}) answered by "
-        + ", ".join(f"{v} {n}x" for v, n in sorted(seen.items())),
-        answeredBy=seen,
-    )
-    for version, reply in sorted(replies.items()):
-        stage.note(f"{version}: {reply!r}", version=version, reply=reply)
-
-
-def promote(demo: Demo, stage: Stage) -> None:
-    action = f"{ANNOTATION_ROLLOUT_ACTION}=promote"
-    demo.kubectl("annotate", "infd", INFERENCEDEPLOYMENT, "-n", NAMESPACE, action)
-    stage.note(f"kubectl annotate infd {INFERENCEDEPLOYMENT} {action}")
-
-    def promoted() -> dict[str, Any] | None:
-        status = demo.status("inferencedeployments", INFERENCEDEPLOYMENT)
-        stable = (status.get("stable") or {}).get("revision")
-        ok = stable == TRAINED and "canary" not in status and status.get("phase") == "Healthy"
-        return status if ok else None
-
-    status = wait_for(promoted, what=f"{TRAINED} promoted", timeout=120)
-    stage.note(f"stable {TRAINED}, {status['phase']}", phase=status["phase"], stable=TRAINED)
-
-
-def chat(demo: Demo, stage: Stage) -> None:
-    """A chat completion through the serving pod, once the promoted version answers it."""
-    url = demo.found.get("url") or _serving_url(demo)
-    answer: dict[str, str] = {}
-
-    def by_trained() -> bool:
-        answer["version"], answer["reply"] = ask(url)
-        return answer["version"] == TRAINED
-
-    wait_for(by_trained, what=f"an answer from {TRAINED}", timeout=60, every=0.5)
-    stage.note(f"POST {url}/v1/chat/completions model={SERVED}: {QUESTION!r}", url=url)
-    stage.note(
-        f"{answer['version']} answered: {answer['reply']!r}",
-        version=answer["version"],
-        reply=answer["reply"],
-    )
-
-
-def ask(url: str) -> tuple[str, str]:
-    """One chat completion; the adapter version that answered and its reply."""
-    response = httpx.post(
-        f"{url}/v1/chat/completions",
-        json={
-            "model": SERVED,
-            "messages": [{"role": "user", "content": QUESTION}],
-            "max_tokens": 8,
-            "temperature": 0,
-        },
-        timeout=30,
-    )
-    response.raise_for_status()
-    reply = response.json()["choices"][0]["message"]["content"]
-    return response.headers.get("x-kubetune-adapter-version", ""), reply
-
-
-def _serving_url(demo: Demo) -> str:
-    """The serving pod's address: its IP (the agent's host) and its HTTP port."""
-    pods = client.CoreV1Api(demo.api).list_namespaced_pod(
-        NAMESPACE, label_selector=f"kubetune.io/inferencedeployment={INFERENCEDEPLOYMENT}"
-    )
-    for pod in pods.items:
-        if pod.status.pod_ip and pod.status.phase == "Running":
-            ports = [p.container_port for p in pod.spec.containers[0].ports or []]
-            return f"http://{pod.status.pod_ip}:{ports[0] if ports else SERVING_PORT}"
-    raise RuntimeError(f"no running pod of InferenceDeployment {INFERENCEDEPLOYMENT}")
-
-
 @contextmanager
 def _quiet(log: Path) -> Iterator[None]:
     """Progress bars and warnings of the ML libraries go to ``log``, not over the timeline."""
@@ -516,25 +345,5 @@ def _quiet(log: Path) -> Iterator[None]:
         yield
 
 
-def _phase(status: dict[str, Any], *phases: str) -> dict[str, Any] | None:
+def phase_in(status: dict[str, Any], *phases: str) -> dict[str, Any] | None:
     return status if status.get("phase") in phases else None
-
-
-def summarize(demo: Demo, stage: Stage) -> None:
-    """What a user would look at: ``kubectl get kubetune`` and the artifact's files in S3."""
-    table = demo.kubectl("get", "kubetune", "-n", NAMESPACE)
-    stage.timeline.event(stage.name, "info", text="kubectl get kubetune", table=table)
-    console = stage.timeline.console
-    console.print(f"\n$ kubectl get kubetune -n {NAMESPACE}", style="bold", highlight=False)
-    console.out(table.rstrip(), highlight=False)
-    uri = demo.found.get("artifact") or (demo.get("adapters", TRAINED) or {})["spec"]["uri"]
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    listing = demo.s3.info.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
-    files = [
-        {"key": o["Key"].removeprefix(prefix), "size": o["Size"]}
-        for o in listing.get("Contents", [])
-    ]
-    stage.timeline.event(stage.name, "info", text="artifact", uri=uri, files=files)
-    console.print(f"\nThe adapter's artifact: {uri}", style="bold", soft_wrap=True)
-    for item in files:
-        console.out(f"  {item['size']:>12,d}  {item['key']}", highlight=False)
