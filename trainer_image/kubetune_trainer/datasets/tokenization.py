@@ -7,12 +7,19 @@ after the generation prompt, up to and including its end-of-turn marker, is trai
 rest is masked with -100. The rendered text is tokenized once and characters are mapped to
 tokens through the offset mapping, so BPE merges across segment boundaries cannot shift the
 mask.
+
+Records are data, never markup: text in a record that spells a special token (``<|eot_id|>``
+in a user's message) is tokenized as the plain characters it is, not as the control token,
+so a dataset line cannot end a turn or open a new one. Only the template's own markers are
+special tokens.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import singledispatch
+from itertools import pairwise
 from typing import Any
 
 from kubetune_trainer.datasets.formats import Completion, Conversation, Example, Text
@@ -64,18 +71,69 @@ def ensure_chat_template(tokenizer: Any) -> bool:
 def tokenize(example: Example, tokenizer: Any) -> TokenizedExample:
     """Ids and labels for one example; raises :class:`TemplateError` for unrenderable chats."""
     text, spans, append_eos = _render(example, tokenizer)
-    encoding = tokenizer(
-        text, add_special_tokens=not isinstance(example, Conversation), return_offsets_mapping=True
-    )
-    input_ids = list(encoding["input_ids"])
+    if isinstance(example, Conversation):
+        input_ids, offsets = _encode_chat(text, example, tokenizer)
+    else:  # all of it is the record's text
+        encoding = tokenizer(text, return_offsets_mapping=True, split_special_tokens=True)
+        input_ids, offsets = list(encoding["input_ids"]), list(encoding["offset_mapping"])
     labels = [
         token if end > start and _inside(start, spans) else IGNORE_INDEX
-        for token, (start, end) in zip(input_ids, encoding["offset_mapping"], strict=True)
+        for token, (start, end) in zip(input_ids, offsets, strict=True)
     ]
     if append_eos and tokenizer.eos_token_id is not None:
         input_ids.append(tokenizer.eos_token_id)
         labels.append(tokenizer.eos_token_id)
     return TokenizedExample(input_ids, labels)
+
+
+def _special_pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    """Matches the text of any special token, longest first."""
+    decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    texts = sorted({t.content for t in decoder.values() if t.special and t.content}, key=len)
+    return re.compile("|".join(re.escape(t) for t in reversed(texts))) if texts else None
+
+
+def _encode_chat(
+    text: str, example: Conversation, tokenizer: Any
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and character offsets of a rendered chat; special-token text inside a message's
+    content is split into plain tokens, the template's markers stay special."""
+    pattern = _special_pattern(tokenizer)
+    literal = []
+    if pattern is not None and any(pattern.search(m.content) for m in example.messages):
+        literal = [
+            match.span()
+            for start, end in _content_spans(text, example)
+            for match in pattern.finditer(text, start, end)
+        ]
+    cuts = [0, *(i for span in literal for i in span), len(text)]
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    for start, end in pairwise(cuts):
+        if start == end:
+            continue
+        encoding = tokenizer(
+            text[start:end],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            split_special_tokens=(start, end) in literal,
+        )
+        ids += encoding["input_ids"]
+        offsets += [(a + start, b + start) for a, b in encoding["offset_mapping"]]
+    return ids, offsets
+
+
+def _content_spans(text: str, example: Conversation) -> list[tuple[int, int]]:
+    """Where each message's content (as the template wrote it, maybe trimmed) is in ``text``."""
+    spans, cursor = [], 0
+    for message in example.messages:
+        for needle in (message.content, message.content.strip()):
+            found = text.find(needle, cursor) if needle else -1
+            if found >= 0:
+                spans.append((found, found + len(needle)))
+                cursor = found + len(needle)
+                break
+    return spans
 
 
 def _inside(position: int, spans: list[tuple[int, int]]) -> bool:

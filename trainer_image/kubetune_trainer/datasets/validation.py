@@ -14,10 +14,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune.api import OverLength
-from kubetune_trainer.datasets.formats import RecordFormat, parse_record, resolve_format
+from kubetune_trainer.datasets.formats import (
+    Completion,
+    Conversation,
+    Example,
+    RecordFormat,
+    parse_record,
+    resolve_format,
+)
 from kubetune_trainer.datasets.issues import Issue, Problem, error, warning
 from kubetune_trainer.datasets.loading import RawRecord
 from kubetune_trainer.datasets.tokenization import TemplateError, TokenizedExample, tokenize
+
+MAX_CHARS_PER_TOKEN = 256
+"""A record longer than maxSeqLength times this many characters is refused untokenized: no
+tokenizer averages tokens that long, and tokenizing a 10 MB line costs about a gigabyte of
+memory and many seconds, a cheap way for one line to stall or kill validation."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,11 @@ def validate_records(
         result.issues.extend(issues)
         if example is None:
             continue
+        size, limit = _characters(example), options.max_seq_length * MAX_CHARS_PER_TOKEN
+        if size > limit:
+            message = f"{size} characters, far over maxSeqLength {options.max_seq_length} tokens"
+            result.issues.append(error(record.line, Problem.TOO_LONG, message))
+            continue
         try:
             tokenized = tokenize(example, tokenizer)
         except TemplateError as exc:
@@ -76,6 +93,14 @@ def validate_records(
             result.examples.append(checked)
     result.issues.sort(key=lambda issue: issue.line)
     return result
+
+
+def _characters(example: Example) -> int:
+    if isinstance(example, Conversation):
+        return sum(len(m.content) for m in example.messages)
+    if isinstance(example, Completion):
+        return len(example.prompt) + len(example.completion)
+    return len(example.text)
 
 
 def _is_duplicate(record: RawRecord, seen: dict[str, int], issues: list[Issue]) -> bool:
