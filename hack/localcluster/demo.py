@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import shutil
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +32,7 @@ from localcluster import demo_rollout as rollout
 from localcluster import demo_stages as stages
 from localcluster.demo_stages import Demo
 from localcluster.demo_timeline import Stage, StageError, Timeline
+from localcluster.nodeagent_processes import port_free
 
 DEFAULT_DIR = Path(".kubetune/demo")
 MARKER = ".kubetune-demo"
@@ -79,18 +78,6 @@ def running(root: Path) -> list[str]:
     return alive
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
-
-
 def preflight(root: Path) -> None:
     """Refuse to start over a running demo or with the serving port taken; clear leftovers
     of one that is no longer running."""
@@ -102,7 +89,7 @@ def preflight(root: Path) -> None:
         )
     if root.exists():
         down(root)  # leftovers of a demo that is no longer running; refuses other directories
-    if not _port_free(stages.SERVING_PORT):
+    if not port_free(stages.SERVING_PORT):
         raise DemoError(
             f"port {stages.SERVING_PORT} is in use: the demo's serving pod listens there "
             "(pods on the node agent share this machine's network)"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
@@ -251,6 +251,52 @@ def mount_parents(path_map: Mapping[str, str], values: Iterable[str]) -> dict[st
         if below:
             parents[candidate] = below
     return parents
+
+
+def taken_ports(container: Mapping[str, Any], is_free: Callable[[int], bool]) -> list[int]:
+    """The container's declared ports that something on this machine already holds."""
+    declared = [int(p["containerPort"]) for p in container.get("ports") or []]
+    return [port for port in declared if not is_free(port)]
+
+
+def localize_ports(container: Mapping[str, Any], port_map: Mapping[int, int]) -> dict[str, Any]:
+    """The container as it runs here when ports it declares are taken on this machine: each
+    taken port ``P`` becomes ``port_map[P]`` in its declared ports, in probes, and wherever
+    ``P`` is a whole argument or env value, or the value of ``--flag=P`` (pods on the agent
+    share the host's network; on a node each has its own, so the port would be free)."""
+    if not port_map:
+        return dict(container)
+    ports = {str(old): str(new) for old, new in port_map.items()}
+
+    def value(text: str) -> str:
+        if text in ports:
+            return ports[text]
+        flag, equals, rest = text.partition("=")
+        return (
+            f"{flag}={ports[rest]}" if equals and flag.startswith("-") and rest in ports else text
+        )
+
+    local = dict(container)
+    for key in ("command", "args"):
+        if container.get(key):
+            local[key] = [value(arg) for arg in container[key]]
+    if container.get("env"):
+        local["env"] = [
+            {**var, "value": value(var["value"])} if "value" in var else var
+            for var in container["env"]
+        ]
+    local["ports"] = [
+        {**p, "containerPort": port_map.get(int(p["containerPort"]), p["containerPort"])}
+        for p in container.get("ports") or []
+    ]
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        spec = container.get(probe)
+        for kind in ("httpGet", "tcpSocket"):
+            port = (spec or {}).get(kind, {}).get("port")
+            if isinstance(port, int) or str(port).isdigit():
+                moved = port_map.get(int(port), int(port))
+                local[probe] = {**spec, kind: {**spec[kind], "port": moved}}
+    return local
 
 
 def rewrite_paths(value: str, path_map: Mapping[str, str]) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from localcluster import nodeagent_env as envs
-from localcluster.nodeagent_processes import LocalProcess, Readiness, read_tail
+from localcluster.nodeagent_processes import LocalProcess, Readiness, port_free, read_tail
 from localcluster.nodeagent_status import (
     ADDRESSES,
     DEADLINE_MESSAGE,
@@ -44,6 +44,7 @@ from localcluster.nodeagent_status import (
     termination_message,
 )
 from localcluster.nodeagent_volumes import link_mounts, materialize, refresh
+from localcluster.processes import free_port
 
 log = logging.getLogger("localcluster.nodeagent")
 
@@ -282,7 +283,7 @@ class PodWorker:
         return time.monotonic() >= self._restart_at.get(name, 0.0)
 
     def _start(self, record: ContainerRecord) -> None:
-        container = self._specs[record.name]
+        container = self._localized(self._specs[record.name])
         self._restart_at.pop(record.name, None)
         home = self.dir / record.name
         home.mkdir(parents=True, exist_ok=True)
@@ -333,6 +334,20 @@ class PodWorker:
         record.state, record.reason, record.message = "running", "", None
         record.container_id, record.ready = f"local://{process.pid}", probe is None
         log.info("started %s container %s as PID %d", self.name, record.name, process.pid)
+
+    def _localized(self, container: dict[str, Any]) -> dict[str, Any]:
+        """The container with its taken ports moved to free ones (see ``localize_ports``)."""
+        taken = envs.taken_ports(container, is_free=port_free)
+        if not taken:
+            return container
+        port_map = {port: free_port() for port in taken}
+        log.warning(
+            "%s container %s: ports taken on this machine, moved: %s",
+            self.name,
+            container["name"],
+            ", ".join(f"{old} -> {new}" for old, new in port_map.items()),
+        )
+        return envs.localize_ports(container, port_map)
 
     def _kubeconfig_env(self, path_map: Mapping[str, str], home: Path) -> dict[str, str]:
         """KUBECONFIG for a container that mounts its service-account token (the container's

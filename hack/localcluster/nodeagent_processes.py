@@ -163,6 +163,17 @@ def probe_ok(
     return False
 
 
+def port_free(port: int) -> bool:
+    """True when nothing on this machine listens on TCP ``port`` (any address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def read_tail(path: Path, size: int = 4096) -> bytes:
     """The last ``size`` bytes of a log file (empty when there is none)."""
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -359,6 +360,40 @@ def test_deployment_becomes_ready_only_when_its_readiness_probe_answers(
         lambda: apps.read_namespaced_deployment("web", namespace).status.ready_replicas == 1,
         what="1 ready replica",
     )
+
+
+def test_a_port_taken_on_this_machine_moves_with_the_probe(
+    agent: Agent, api_client: client.ApiClient, namespace: str
+) -> None:
+    """Pods on the agent share the host's network: a declared port something already holds
+    is moved to a free one, in the arguments and for the readiness probe."""
+    core = client.CoreV1Api(api_client)
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        server = {
+            "name": "web",
+            "image": "kubetune.example/ignored:1",
+            "command": [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"],
+            "args": [str(taken)],
+            "ports": [{"name": "http", "containerPort": taken}],
+            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+        }
+        _pod(core, namespace, "moved", agent.spec(server))
+        pod = eventually(
+            lambda: (
+                (p := core.read_namespaced_pod("moved", namespace)).status.container_statuses
+                and p.status.container_statuses[0].ready
+                and p
+            ),
+            what="the moved server Ready",
+        )
+        pid, _ = _pid(pod)
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        moved = int(argv[-2])
+        assert moved != taken
+        assert processes.http_ok(f"http://127.0.0.1:{moved}/")
 
 
 @pytest.mark.parametrize(

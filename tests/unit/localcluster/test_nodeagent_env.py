@@ -14,9 +14,11 @@ from localcluster.nodeagent_env import (
     build_path_map,
     expand,
     field_value,
+    localize_ports,
     mount_parents,
     resolve_env,
     rewrite_paths,
+    taken_ports,
 )
 from support.nodeagent import FakeSources, make_pod
 
@@ -262,3 +264,45 @@ def test_mount_parents_only_for_whole_values_that_hold_mounts(values, expected) 
         "/etc/kubetune": "/pod/volumes/config",
     }
     assert mount_parents(path_map, values) == expected
+
+
+SERVER = {
+    "name": "server",
+    "command": ["kubetune-serve"],
+    "args": ["--port", "8000", "--metrics=8000", "--workers", "80000", "--other=8000x"],
+    "env": [
+        {"name": "PORT", "value": "8000"},
+        {"name": "NOTE", "value": "port 8000"},
+        {"name": "FROM", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ],
+    "ports": [{"name": "http", "containerPort": 8000}, {"name": "admin", "containerPort": 9000}],
+    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
+    "livenessProbe": {"tcpSocket": {"port": 8000}},
+}
+
+
+def test_taken_ports_are_the_declared_ones_something_holds() -> None:
+    assert taken_ports(SERVER, is_free=lambda port: port != 8000) == [8000]
+    assert taken_ports(SERVER, is_free=lambda port: True) == []
+    assert taken_ports({"name": "x"}, is_free=lambda port: False) == []
+
+
+def test_a_taken_port_moves_in_args_env_ports_and_probes_but_only_as_a_whole_value() -> None:
+    local = localize_ports(SERVER, {8000: 41234})
+    assert local["args"] == [
+        "--port",
+        "41234",
+        "--metrics=41234",
+        "--workers",
+        "80000",
+        "--other=8000x",
+    ]
+    assert [v.get("value") for v in local["env"]] == ["41234", "port 8000", None]
+    assert local["ports"] == [
+        {"name": "http", "containerPort": 41234},
+        {"name": "admin", "containerPort": 9000},
+    ]
+    assert local["readinessProbe"] == SERVER["readinessProbe"]  # by name: follows "ports"
+    assert local["livenessProbe"] == {"tcpSocket": {"port": 41234}}
+    assert SERVER["args"][1] == "8000"  # the pod's own spec is left alone
+    assert localize_ports(SERVER, {}) == SERVER
