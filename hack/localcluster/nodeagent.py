@@ -8,10 +8,13 @@ pods bound to it and runs them (see :mod:`localcluster.nodeagent_pods`).
 
 What a container sees differs from a real node in a few documented ways: the image is
 ignored and ``command`` is looked up on the agent's PATH; volumes are directories under the
-agent's directory and mount paths are rewritten in command, args and env (the mapping is in
-``KUBETUNE_PATH_MAP``); the termination message is read from ``KUBETUNE_TERMINATION_LOG``;
-every pod has IP 127.0.0.1 and shares the host's network, so two pods cannot listen on one
-port. There is no kubelet endpoint, so ``kubectl logs`` and ``exec``
+agent's directory (ConfigMap and Secret volumes follow their sources every few seconds) and
+mount paths are rewritten in command, args and env (the mapping is in ``KUBETUNE_PATH_MAP``;
+a directory argument holding mounts becomes a directory of links to them); the termination
+message is read from ``KUBETUNE_TERMINATION_LOG``;
+every pod has IP 127.0.0.1 and shares the host's network, so a declared container port that
+something on the machine already holds is moved to a free one (in arguments, env and probes;
+logged by the agent). There is no kubelet endpoint, so ``kubectl logs`` and ``exec``
 do not work; logs are files under ``<dir>/pods/<namespace>_<name>_<uid>/<container>/``.
 
 In-cluster credentials: a client's in-cluster config reads the token and CA from the fixed
