@@ -8,7 +8,7 @@ The order matters:
    :mod:`kubetune.artifacts`, the contract the trainer writes and the operator verifies; S3
    access is the operator's (:mod:`kubetune.storage.s3`) for the manifest and the trainer's
    (:mod:`kubetune_trainer.storage`, multipart and retried) for the files, and a file's
-   digest is the trainer's :func:`~kubetune_trainer.artifacts.describe_file`.
+   digest is the trainer's :func:`~kubetune_trainer.artifacts.describe_files`.
 2. Check, before downloading any weights, that the adapter fits this server: trained on the
    same base model (name and revision) and of a rank within ``--max-lora-rank``.
 3. Download exactly the files the manifest lists into a staging directory and hash them;
@@ -39,9 +39,9 @@ from kubetune.storage.s3 import ArtifactStore, StorageError, make_client
 from kubetune_server.config import AdapterSource, S3Location
 from kubetune_server.errors import AdapterRefusedError, AdapterUnavailableError
 from kubetune_server.settings import Settings
-from kubetune_trainer.artifacts import describe_file
+from kubetune_trainer.artifacts import describe_files
 from kubetune_trainer.errors import TrainerError
-from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore, S3Uri
+from kubetune_trainer.storage import ObjectStore, S3Uri
 
 ADAPTER_CONFIG = "adapter_config.json"
 _CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -100,12 +100,10 @@ class AdapterFetcher:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.cache_dir))
         try:
             store, prefix = ObjectStore(client), S3Uri.parse(source.uri)
-            for entry in manifest.files:
-                with _transient():
-                    try:
-                        store.download_file(prefix.join(entry.path), staging / entry.path)
-                    except ObjectNotFoundError:
-                        continue  # reported as missing by the check below
+            with _transient():  # a missing file is reported by the check below
+                store.download_files(
+                    [(prefix.join(e.path), staging / e.path) for e in manifest.files]
+                )
             _check_files(manifest, staging)
             verified = self._finish(source, manifest, digest(data), staging)
             shutil.rmtree(target, ignore_errors=True)
@@ -220,11 +218,13 @@ def _no_manifest(source: AdapterSource) -> AdapterRefusedError:
 def _problems(manifest: Manifest, directory: Path) -> list[str]:
     """How the files under ``directory`` differ from the manifest; empty when they match."""
     problems = []
+    present = [e.path for e in manifest.files if (directory / e.path).is_file()]
+    found_files = {f.path: f for f in describe_files(directory, present)}
     for entry in manifest.files:
-        if not (directory / entry.path).is_file():
+        found = found_files.get(entry.path)
+        if found is None:
             problems.append(f"{entry.path}: missing")
             continue
-        found = describe_file(directory, entry.path)
         if found != entry:
             problems.append(
                 f"{entry.path}: sha256 {found.sha256} ({found.size} bytes), manifest says "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +63,12 @@ def describe_file(directory: Path, name: str) -> ManifestFile:
     return ManifestFile(path=name, sha256=sha.hexdigest(), size=size)
 
 
+def describe_files(directory: Path, names: list[str]) -> list[ManifestFile]:
+    """Manifest entries of several files, hashed in parallel (hashlib releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=min(4, len(names)) or 1) as pool:
+        return list(pool.map(lambda name: describe_file(directory, name), names))
+
+
 def build_manifest(
     spec: FineTuneJobSpec,
     directory: Path,
@@ -80,7 +87,7 @@ def build_manifest(
         run_id=run_id,
         base_model={"name": spec.base_model.name, "revision": spec.base_model.revision},
         lora=spec.lora.model_dump(mode="json"),
-        files=[describe_file(directory, name) for name in names],
+        files=describe_files(directory, names),
         metrics=metrics,
         dataset={"uri": spec.dataset.uri, "sha256": dataset_sha256},
         trainer_version=__version__,
@@ -92,8 +99,7 @@ def publish_artifact(
     store: ObjectStore, layout: RunLayout, directory: Path, manifest: Manifest
 ) -> Artifact:
     """Upload every file the manifest lists, then the manifest."""
-    for entry in manifest.files:
-        store.upload_file(directory / entry.path, layout.adapter.join(entry.path))
+    store.upload_files([(directory / e.path, layout.adapter.join(e.path)) for e in manifest.files])
     data = manifest.to_bytes()
     store.put_bytes(data, layout.manifest)
     log.info("adapter published to %s (%s)", layout.adapter, digest(data))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -181,7 +181,7 @@ class ObjectStore:
         client: Any,
         *,
         part_size: int = 8 * MIB,
-        concurrency: int = 4,
+        concurrency: int = 10,
         retry_seconds: float = 0.0,
     ):
         from boto3.s3.transfer import TransferConfig
@@ -227,6 +227,39 @@ class ObjectStore:
             uri,
             lambda: self.client.upload_file(str(path), uri.bucket, uri.key, Config=self.transfer),
         )
+
+    def upload_files(self, pairs: Sequence[tuple[Path, S3Uri]]) -> None:
+        """Upload several files at once, all their parts sharing one pool of ``concurrency``
+        connections (as ``aws s3 cp --recursive`` does); a file that fails is retried alone."""
+        from boto3.s3.transfer import create_transfer_manager
+
+        with create_transfer_manager(self.client, self.transfer) as manager:
+            futures = [(manager.upload(str(p), u.bucket, u.key), p, u) for p, u in pairs]
+        for future, path, uri in futures:
+            try:
+                future.result()
+            except Exception:  # the single-file path translates the error and retries
+                self.upload_file(path, uri)
+
+    def download_files(self, pairs: Sequence[tuple[S3Uri, Path]]) -> list[S3Uri]:
+        """Download several objects at once (see :meth:`upload_files`); returns those that do
+        not exist."""
+        from boto3.s3.transfer import create_transfer_manager
+
+        for _, path in pairs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with create_transfer_manager(self.client, self.transfer) as manager:
+            futures = [(manager.download(u.bucket, u.key, str(p)), u, p) for u, p in pairs]
+        missing = []
+        for future, uri, path in futures:
+            try:
+                future.result()
+            except Exception:  # the single-file path translates the error and retries
+                try:
+                    self.download_file(uri, path)
+                except ObjectNotFoundError:
+                    missing.append(uri)
+        return missing
 
     def put_bytes(self, data: bytes, uri: S3Uri, content_type: str = "application/json") -> None:
         """Write a small object in one request."""
