@@ -26,6 +26,7 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 DOCS = ROOT / "docs" / "benchmarks"
 PYTHONPATH = [ROOT / p for p in ("hack", "operator", "tests", "trainer_image")] + [BENCH]
+sys.path.extend(str(p) for p in PYTHONPATH if str(p) not in sys.path)  # runs from a checkout
 
 
 def environment() -> dict[str, str]:
@@ -42,9 +43,6 @@ def environment() -> dict[str, str]:
 
 def _tokenizer_builder() -> Any:
     """The test suite's tiny-model builder (it moves to the harness; import either place)."""
-    for path in PYTHONPATH:
-        if str(path) not in sys.path:
-            sys.path.append(str(path))
     try:
         from localcluster.tinymodel import build_tiny_model
     except ImportError:
@@ -122,25 +120,28 @@ def build_data(
     path: Path, model_dir: Path, *, count: int, max_length: int, seed: int = 0
 ) -> dict[str, Any]:
     """``count`` text records whose token lengths (BOS and EOS included) follow a long tail
-    between 16 and ``max_length``: log-normal, median about max_length / 8."""
+    between 16 and ``max_length``: log-normal, median max_length / 8, clipped at the limit.
+    The first record is at the limit, as the clipped tail of any sizeable dataset is, so
+    that the widest batch (and peak memory) does not depend on the luck of a small sample."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     words = sorted({w for w in tokenizer.get_vocab() if w.startswith("Ġ") and w[1:].isalpha()})
     costs = {w: len(tokenizer(" " + w[1:], add_special_tokens=False)["input_ids"]) for w in words}
+    singles = [w for w in words if costs[w] == 1]
     rng = random.Random(seed)
     median = max(16.0, max_length / 8)
     lengths = []
     with path.open("w") as handle:
-        for _ in range(count):
-            target = min(max_length, max(16, round(rng.lognormvariate(math.log(median), 0.9))))
+        for index in range(count):
+            drawn = round(rng.lognormvariate(math.log(median), 1.0))
+            target = max_length if index == 0 else min(max_length, max(16, drawn))
             chosen, used = [], 2  # BOS and EOS
-            while True:
-                word = rng.choice(words)
-                if used + costs[word] > target:
-                    break
-                chosen.append(word[1:])
-                used += costs[word]
+            while used < target:
+                word = rng.choice(words if target - used > 1 else singles)
+                if used + costs[word] <= target:
+                    chosen.append(word[1:])
+                    used += costs[word]
             lengths.append(used)
             handle.write(json.dumps({"text": " " + " ".join(chosen)}) + "\n")
     return {
