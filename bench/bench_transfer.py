@@ -26,7 +26,7 @@ def push(directory: Path, output_uri: str, endpoint: str) -> dict[str, float]:
     from kubetune.api import FineTuneJobSpec
     from kubetune_trainer.artifacts import build_manifest, publish_artifact
     from kubetune_trainer.layout import RunLayout
-    from kubetune_trainer.storage import ObjectStore, Role, make_client
+    from kubetune_trainer.storage import Role, make_store
 
     spec = FineTuneJobSpec.model_validate(
         {
@@ -37,7 +37,7 @@ def push(directory: Path, output_uri: str, endpoint: str) -> dict[str, float]:
         }
     )
     started = time.perf_counter()
-    store = ObjectStore(make_client(spec.output, Role.OUTPUT))
+    store = make_store(spec.output, Role.OUTPUT)
     manifest = build_manifest(spec, directory, run_id=RUN_ID, metrics={}, dataset_sha256="0" * 64)
     described = time.perf_counter()
     publish_artifact(store, RunLayout.of(output_uri, RUN_ID), directory, manifest)
