@@ -78,17 +78,12 @@ def is_finished(job: dict[str, Any] | None) -> bool:
 
 
 def needs_pods(job: dict[str, Any] | None) -> bool:
-    """Whether a Job's verdict needs its pods: it finished (termination summaries, failure
-    classification), or an active pod is not ready (it may be unable to pull its image).
-    Otherwise the Job's status says all the plan needs, and listing pods on every event
-    was most of the operator's list requests (bench/operator_scale.py); a pod that gets
-    stuck later changes the Job's ready count, which triggers a reconcile that lists."""
-    if job is None:
-        return False
-    if is_finished(job):
-        return True
-    status = job.get("status") or {}
-    return int(status.get("active") or 0) > int(status.get("ready") or 0)
+    """Whether a Job's verdict needs a list of its pods: only once it finished (termination
+    summaries, failure classification). Before that the Job's status says all the plan
+    needs; a pod that cannot pull its image reaches the plan through its own event.
+    Listing pods on every Job event was most of the operator's list requests
+    (bench/operator_scale.py)."""
+    return job is not None and is_finished(job)
 
 
 def needs_artifact_check(obs: Observed) -> bool:

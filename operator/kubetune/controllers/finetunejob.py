@@ -51,6 +51,7 @@ from kubetune.status import is_true, now
 from kubetune.storage.s3 import ArtifactStore, StorageError
 
 Cond = FineTuneJobConditionType
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 FTJ = (constants.GROUP, constants.VERSION, "finetunejobs")
 PLURAL = "finetunejobs"
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _pod_cannot_pull(body: kopf.Body, **_: Any) -> bool:
 )
 def finetunejob_pod_waiting(body: kopf.Body, **_: Any) -> None:
     """A pod that cannot pull its image changes nothing in its Job: watch the pod itself."""
-    _reconcile_owner(body)
+    _reconcile_owner(body, stuck_pod=dict(body))
 
 
 def _pod_preempted(body: kopf.Body, type: str | None, **_: Any) -> bool:
@@ -151,12 +152,17 @@ def finetunejob_progress(body: kopf.Body, **_: Any) -> None:
         log.info("%s changed while reading progress; the next tick retries", job.metadata["name"])
 
 
-def _reconcile_owner(child: kopf.Body, *, seen: dict[str, Any] | None = None) -> None:
+def _reconcile_owner(
+    child: kopf.Body,
+    *,
+    seen: dict[str, Any] | None = None,
+    stuck_pod: dict[str, Any] | None = None,
+) -> None:
     namespace = child["metadata"]["namespace"]
     owner = child["metadata"]["labels"][constants.LABEL_FINETUNEJOB]
     body = k8s.get_custom(PLURAL, namespace, owner)
     if body is not None and not body["metadata"].get("deletionTimestamp"):
-        reconcile(body, seen=seen)
+        reconcile(body, seen=seen, stuck_pod=stuck_pod)
 
 
 def _with_fresh_reads(
@@ -182,15 +188,18 @@ def _store(job: FineTuneJob) -> ArtifactStore:
     return store_for(job.spec.output, job.metadata["namespace"])
 
 
-def reconcile(body: Any, *, seen: dict[str, Any] | None = None) -> None:
-    """``seen``: a child Job as its event delivered it, observed as is instead of read again."""
+def reconcile(
+    body: Any, *, seen: dict[str, Any] | None = None, stuck_pod: dict[str, Any] | None = None
+) -> None:
+    """``seen``: a child Job as its event delivered it, observed as is instead of read again;
+    ``stuck_pod``: a pod whose event says it cannot pull its image."""
     started = time.monotonic()
     meta = body["metadata"]
     try:
         _with_fresh_reads(
             meta["namespace"],
             meta["name"],
-            lambda job: _execute(job, plan_finetunejob(_observe(job, seen))),
+            lambda job: _execute(job, plan_finetunejob(_observe(job, seen, stuck_pod))),
             body,
         )
     except (k8s.TransientError, StorageError) as exc:
@@ -199,10 +208,15 @@ def reconcile(body: Any, *, seen: dict[str, Any] | None = None) -> None:
     metrics.record_reconcile("FineTuneJob", started, ok=True)
 
 
-def _observe(job: FineTuneJob, seen: dict[str, Any] | None = None) -> Observed:
+def _observe(
+    job: FineTuneJob,
+    seen: dict[str, Any] | None = None,
+    stuck_pod: dict[str, Any] | None = None,
+) -> Observed:
     """What the plan needs, with as few reads as it allows (bench/operator_scale.py counts
-    them): the Job an event delivered is not read again, and once the dataset is validated
-    the validation Job matters only to a finished run's cleanup."""
+    them): the Job an event delivered is not read again; once the dataset is validated the
+    validation Job matters only to a finished run's cleanup; pods are listed only for the
+    verdict of a finished Job, and a pod that cannot pull its image comes with its event."""
     ns = job.metadata["namespace"]
     status = job.status or FineTuneJobStatus()
     validated = is_true(status.conditions, Cond.VALIDATED) and status.phase not in TERMINAL
@@ -215,7 +229,13 @@ def _observe(job: FineTuneJob, seen: dict[str, Any] | None = None) -> Observed:
     validation = None if validated else read(validation_job_name(job))
     training = read(training_job_name(job))
     relevant = training or validation
-    pods = k8s.list_job_pods(ns, relevant["metadata"]["name"]) if needs_pods(relevant) else []
+    pods: list[dict[str, Any]] = []
+    if relevant is not None and status.phase not in TERMINAL and needs_pods(relevant):
+        pods = k8s.list_job_pods(ns, relevant["metadata"]["name"])
+    elif relevant is not None and stuck_pod is not None:
+        labels = stuck_pod["metadata"].get("labels") or {}
+        if labels.get(JOB_NAME_LABEL) == relevant["metadata"]["name"]:
+            pods = [stuck_pod]
     obs = Observed(job=job, validation=validation, training=training, pods=pods, now=now())
     if not validated and validation is None and training is None:
         obs = replace(obs, failure=_missing_secret(job))
