@@ -97,7 +97,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
             ("lifecycle (to Adapter Ready) s", ours["lifecycle_s"], None, None),
             ("operator CPU s", ours["operator_cpu_seconds"], None, None),
             ("operator peak RSS MB", ours["operator_peak_rss_mb"], None, None),
-            ("lists / watches", f"{ours['lists']} / {ours['watches']}", None, None),
+            ("lists / watches (all; while Running)",
+             f"{ours['lists']} / {ours['watches']}; "
+             f"{ours['steady_state_lists']} / {ours['steady_state_watches']}", None, None),
             ("load avg (1 min) before/after",
              f"{r['run']['loadavg_before'][0]} / {r['run']['loadavg_after'][0]}", None, None),
         ]  # fmt: skip
