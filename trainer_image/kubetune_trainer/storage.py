@@ -33,7 +33,7 @@ MIB = 1 << 20
 RETRY_ENV = "KUBETUNE_S3_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 300.0
 """How long one operation keeps retrying an unavailable S3: longer than a server restart."""
-_MAX_DELAY = 10.0
+_MAX_DELAY = 5.0
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _DENIED = {

@@ -69,7 +69,7 @@ def test_an_outage_shorter_than_the_deadline_is_ridden_out(clock: Clock) -> None
     store.put_bytes(b"{}", URI)
 
     assert client.calls == 10
-    assert clock.sleeps[:5] == [1, 2, 4, 8, 10]  # backoff, capped
+    assert clock.sleeps[:5] == [1, 2, 4, 5, 5]  # backoff, capped
     assert sum(clock.sleeps) < 300
 
 
