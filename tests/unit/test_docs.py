@@ -152,14 +152,23 @@ def field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def reasons_used(files: list[Path]) -> set[str]:
-    """Values of every ``Reason.X`` the modules refer to."""
+    """Values of every ``Reason.X`` the modules report: every reference except those that
+    only test a reason (``exc.reason == Reason.NOT_FOUND``)."""
     used = set()
     for file in files:
-        for node in ast.walk(ast.parse(file.read_text())):
+        tree = ast.parse(file.read_text())
+        tested = {
+            id(operand)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Compare)
+            for operand in (node.left, *node.comparators)
+        }
+        for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "Reason"
+                and id(node) not in tested
             ):
                 used.add(Reason[node.attr].value)
     return used
@@ -281,5 +290,10 @@ def test_an_undocumented_field_is_found() -> None:
 
 def test_reasons_are_read_from_the_code(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    return Reason.OUT_OF_MEMORY, Reason.NAN_LOSS\n")
+    module.write_text(
+        "def f(exc):\n"
+        "    if exc.reason == Reason.NOT_FOUND:\n"
+        "        return None\n"
+        "    return Reason.OUT_OF_MEMORY, Reason.NAN_LOSS\n"
+    )
     assert reasons_used([module]) == {"OutOfMemory", "NaNLoss"}
