@@ -230,6 +230,15 @@ def test_every_condition_type_and_phase_is_in_its_guide(kind: type[KubeObject]) 
     assert [p.value for p in phases if not mentioned(text, p.value)] == []
 
 
+def test_permanent_failures_are_the_trainers() -> None:
+    """The guide's list of failures that are not retried is the trainer's."""
+    from kubetune_trainer.errors import PERMANENT
+
+    paragraph = re.search(r"Permanent failures \(([^)]*)\)", _guide(FineTuneJob))
+    assert paragraph is not None
+    assert set(re.findall(r"`(\w+)`", paragraph.group(1))) == {r.value for r in PERMANENT}
+
+
 def test_every_reason_is_documented_somewhere() -> None:
     text = "".join(p.read_text() for p in DOCS)
     assert [r.value for r in Reason if not mentioned(text, r.value)] == []
