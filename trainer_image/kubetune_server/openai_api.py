@@ -23,6 +23,7 @@ from kubetune_server.generation import CLIENT_CLOSED, Generation, GenerationFail
 from kubetune_server.registry import Lease
 from kubetune_server.runtime import Runtime, runtime_of
 from kubetune_server.schemas import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from kubetune_trainer.datasets.tokenization import encode_chat_prompt
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 VERSION_HEADER = "X-Kubetune-Adapter-Version"
@@ -102,12 +103,10 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
 
     def encode() -> list[int]:
         tokenizer = runtime.require_engine().tokenizer
-        prompt = tokenizer.apply_chat_template(
-            [m.as_template_input() for m in body.messages],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        return list(tokenizer(prompt, add_special_tokens=False).input_ids)
+        messages = [m.as_template_input() for m in body.messages]
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # Message text is data: "<|eot_id|>" in a user's message cannot forge a turn.
+        return encode_chat_prompt(prompt, [m["content"] for m in messages], tokenizer)
 
     generation = _start(runtime, lease, body, body.limit, encode, "chat_completions", started)
     ident, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())

@@ -17,6 +17,7 @@ special tokens.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import singledispatch
 from itertools import pairwise
@@ -72,7 +73,8 @@ def tokenize(example: Example, tokenizer: Any) -> TokenizedExample:
     """Ids and labels for one example; raises :class:`TemplateError` for unrenderable chats."""
     text, spans, append_eos = _render(example, tokenizer)
     if isinstance(example, Conversation):
-        input_ids, offsets = _encode_chat(text, example, tokenizer)
+        contents = [m.content for m in example.messages]
+        input_ids, offsets = _encode_chat(text, contents, tokenizer)
     else:  # all of it is the record's text
         encoding = tokenizer(text, return_offsets_mapping=True, split_special_tokens=True)
         input_ids, offsets = list(encoding["input_ids"]), list(encoding["offset_mapping"])
@@ -93,17 +95,23 @@ def _special_pattern(tokenizer: Any) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(t) for t in reversed(texts))) if texts else None
 
 
+def encode_chat_prompt(text: str, contents: Sequence[str], tokenizer: Any) -> list[int]:
+    """Ids of a chat prompt the template rendered from messages with ``contents``, their
+    text as data: the serving runtime encodes requests as training encoded the data."""
+    return _encode_chat(text, contents, tokenizer)[0]
+
+
 def _encode_chat(
-    text: str, example: Conversation, tokenizer: Any
+    text: str, contents: Sequence[str], tokenizer: Any
 ) -> tuple[list[int], list[tuple[int, int]]]:
     """Ids and character offsets of a rendered chat; special-token text inside a message's
     content is split into plain tokens, the template's markers stay special."""
     pattern = _special_pattern(tokenizer)
     literal = []
-    if pattern is not None and any(pattern.search(m.content) for m in example.messages):
+    if pattern is not None and any(pattern.search(content) for content in contents):
         literal = [
             match.span()
-            for start, end in _content_spans(text, example)
+            for start, end in _content_spans(text, contents)
             for match in pattern.finditer(text, start, end)
         ]
     cuts = [0, *(i for span in literal for i in span), len(text)]
@@ -123,11 +131,11 @@ def _encode_chat(
     return ids, offsets
 
 
-def _content_spans(text: str, example: Conversation) -> list[tuple[int, int]]:
+def _content_spans(text: str, contents: Sequence[str]) -> list[tuple[int, int]]:
     """Where each message's content (as the template wrote it, maybe trimmed) is in ``text``."""
     spans, cursor = [], 0
-    for message in example.messages:
-        for needle in (message.content, message.content.strip()):
+    for content in contents:
+        for needle in (content, content.strip()):
             found = text.find(needle, cursor) if needle else -1
             if found >= 0:
                 spans.append((found, found + len(needle)))
