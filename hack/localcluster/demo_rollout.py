@@ -111,14 +111,28 @@ def canary(demo: Demo, stage: Stage) -> None:
     demo.found["url"] = _serving_url(demo)
     seen: dict[str, int] = {}
     replies: dict[str, str] = {}
+    errors: list[str] = []
 
     def both_versions() -> bool:
-        version, reply = ask(demo.found["url"])
+        try:
+            version, reply = ask(demo.found["url"])
+        except (ServingError, httpx.TransportError) as exc:
+            # The canary's routes reach the pod within seconds; until its adapter is loaded
+            # a request routed to it may fail. Counted, shown if nothing else comes.
+            errors.append(str(exc))
+            return False
         seen[version] = seen.get(version, 0) + 1
         replies[version] = reply
         return {BASELINE, TRAINED} <= set(seen)
 
-    wait_for(both_versions, what="requests answered by both versions", timeout=90, every=0.2)
+    wait_for(
+        both_versions,
+        what=lambda: f"requests answered by both versions (answered: {seen}; {_last(errors)})",
+        timeout=90,
+        every=0.2,
+    )
+    if errors:
+        stage.note(f"{len(errors)} requests failed while the canary loaded; last: {errors[-1]}")
     stage.note(
         f"{sum(seen.values())} requests ({QUESTION!r}) answered by "
         + ", ".join(f"{v} {n}x" for v, n in sorted(seen.items())),
@@ -147,18 +161,36 @@ def chat(demo: Demo, stage: Stage) -> None:
     """A chat completion through the serving pod, once the promoted version answers it."""
     url = demo.found.get("url") or _serving_url(demo)
     answer: dict[str, str] = {}
+    errors: list[str] = []
 
     def by_trained() -> bool:
-        answer["version"], answer["reply"] = ask(url)
+        try:
+            answer["version"], answer["reply"] = ask(url)
+        except (ServingError, httpx.TransportError) as exc:
+            errors.append(str(exc))
+            return False
         return answer["version"] == TRAINED
 
-    wait_for(by_trained, what=f"an answer from {TRAINED}", timeout=60, every=0.5)
+    wait_for(
+        by_trained,
+        what=lambda: f"an answer from {TRAINED} (last: {answer or _last(errors)})",
+        timeout=60,
+        every=0.5,
+    )
     stage.note(f"POST {url}/v1/chat/completions model={SERVED}: {QUESTION!r}", url=url)
     stage.note(
         f"{answer['version']} answered: {answer['reply']!r}",
         version=answer["version"],
         reply=answer["reply"],
     )
+
+
+class ServingError(Exception):
+    """The serving pod answered with an error."""
+
+
+def _last(errors: list[str]) -> str:
+    return f"last error: {errors[-1]}" if errors else "no errors"
 
 
 def ask(url: str) -> tuple[str, str]:
@@ -173,7 +205,8 @@ def ask(url: str) -> tuple[str, str]:
         },
         timeout=30,
     )
-    response.raise_for_status()
+    if response.status_code != 200:
+        raise ServingError(f"{response.status_code} from {url}: {response.text[:300]}")
     reply = response.json()["choices"][0]["message"]["content"]
     return response.headers.get("x-kubetune-adapter-version", ""), reply
 

@@ -56,15 +56,22 @@ TOLERATION = {"key": AGENT_TAINT["key"], "operator": "Exists", "effect": "NoSche
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], *, what: str, timeout: float, every: float = 1) -> T:
-    """Poll ``check`` until it returns something truthy; TimeoutError naming ``what``."""
+def wait_for(
+    check: Callable[[], T | None],
+    *,
+    what: str | Callable[[], str],
+    timeout: float,
+    every: float = 1,
+) -> T:
+    """Poll ``check`` until it returns something truthy; TimeoutError naming ``what`` (a
+    callable is asked at the deadline, so that it can say what was seen)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+            raise TimeoutError(f"{what() if callable(what) else what}: not within {timeout:.0f}s")
         time.sleep(every)
 
 
