@@ -190,9 +190,13 @@ def patch_status(
 
 
 def read_secret(namespace: str, name: str) -> dict[str, str]:
-    """The decoded data of a Secret; values stay in memory, never in logs or objects."""
+    """The decoded data of a Secret; values stay in memory, never in logs or objects. Bytes
+    that are not UTF-8 become U+FFFD (callers check what they need), never an exception."""
     secret = _raw(client.CoreV1Api(api()).read_namespaced_secret, name, namespace)
-    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return {
+        k: base64.b64decode(v).decode(errors="replace")
+        for k, v in (secret.get("data") or {}).items()
+    }
 
 
 # Serving children (InferenceDeployment): server-side apply, so that one call creates or

@@ -28,6 +28,8 @@ def parse(model: type[M], body: Any) -> M:
         raise kopf.PermanentError(f"{model.__name__} does not parse: {exc}") from exc
 
 
+_S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
 STORES: TtlCache[ArtifactStore] = TtlCache(ttl=60.0)
 """S3 stores by (namespace, Secret, endpoint, region); a rotated Secret is read within a
 minute, and a verdict that a denial would make final reads it afresh (``cached=False``)."""
@@ -50,15 +52,23 @@ def store_for(access: S3Access, namespace: str, *, cached: bool = True) -> Artif
 
 
 def _credentials(namespace: str, name: str) -> dict[str, str]:
-    """The Secret's data; a missing Secret is a reason (SecretNotFound), not a traceback."""
+    """The Secret's data; a missing Secret or a key that is not text is a reason
+    (SecretNotFound, AccessDenied), not a traceback."""
     try:
-        return k8s.read_secret(namespace, name)
+        data = k8s.read_secret(namespace, name)
     except ApiException as exc:
         if exc.status == 404:
             raise StorageError(
                 Reason.SECRET_NOT_FOUND, f"Secret {name!r} not found in namespace {namespace}"
             ) from exc
         raise
+    for key in _S3_KEYS:
+        value = data.get(key, "")
+        if not (value.isascii() and value.isprintable()):
+            raise StorageError(
+                Reason.ACCESS_DENIED, f"Secret {name!r}: {key} is not printable ASCII text"
+            )
+    return data
 
 
 def transient(exc: Exception) -> kopf.TemporaryError:

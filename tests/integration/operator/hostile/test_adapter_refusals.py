@@ -8,6 +8,7 @@ answer (that one is a wait, not a verdict).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
@@ -127,3 +128,27 @@ def test_a_missing_secret_and_an_unreachable_store_are_reported(
         "Unknown",
         "S3Unavailable",
     )
+
+
+def test_a_secret_that_is_not_text_is_a_refusal_not_a_crash(
+    api_client: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Info,
+    bucket: str,
+) -> None:
+    binary = base64.b64encode(b"\xff\xfe\x00 not utf-8").decode()
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="s3-creds"),
+            data={"AWS_ACCESS_KEY_ID": binary, "AWS_SECRET_ACCESS_KEY": binary},
+        ),
+    )
+    uri, digest = publish_artifact(
+        s3.client(), f"s3://{bucket}/adapters/", "run1", {"adapter_config.json": b"{}"}
+    )
+    create(api_client, namespace, "adapters", _adapter("binary", uri, digest, s3))
+
+    ready = conditions(_verdict(api_client, namespace, "binary", "Failed"))["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "AccessDenied")
