@@ -108,7 +108,7 @@ def _finite_loss_trainer() -> type:
             args = self.args
             return LengthGroupedOrder(
                 [len(row["input_ids"]) for row in rows],
-                args.train_batch_size * args.gradient_accumulation_steps,
+                args.train_batch_size,
                 args.data_seed if args.data_seed is not None else args.seed,
             )
 
