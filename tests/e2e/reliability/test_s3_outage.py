@@ -22,7 +22,7 @@ from kubernetes import client
 from localcluster import Cluster, S3Server
 from support.agent import Agent
 from support.polling import eventually
-from support.realrun import Run, finetunejob, operator_for, upload_inputs
+from support.realrun import TRAINING, Run, finetunejob, operator_for, upload_inputs
 from support.resources import conditions, make_secret
 from support.s3gate import S3Gate
 
@@ -133,7 +133,12 @@ def test_s3_down_past_the_deadline_fails_with_s3_unavailable_and_no_manifest(
     operator.start()
     try:
         gate.arm(rb"PUT /[^ ]*/adapter/")
-        run.start(finetunejob(name, private_bucket, gate.endpoint, agent, backoffLimit=0))
+        training = {**TRAINING, "maxSteps": 3}  # just enough to reach the upload
+        run.start(
+            finetunejob(
+                name, private_bucket, gate.endpoint, agent, training=training, backoffLimit=0
+            )
+        )
         eventually(gate.tripped.is_set, timeout=300, interval=0.2, what="the adapter upload")
         private_s3.stop()
         gate.release()
