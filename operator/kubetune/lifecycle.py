@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
 from kubetune.api import (
     ConditionStatus,
     FineTuneJob,
@@ -192,8 +194,7 @@ class _Planner:
             self.phase(Phase.VALIDATING, Reason.VALIDATING_DATASET, "dataset validation started")
             return False
         summary = next((s for p in obs.pods if (s := termination_summary(p, CONTAINER))), {})
-        dataset = summary.get("dataset") or {}
-        self.status.dataset = DatasetStatus.model_validate_known(dataset)
+        self.status.dataset = _dataset_status(summary.get("dataset"))
         self.condition(
             Cond.VALIDATED, True, Reason.DATASET_VALID, str(summary.get("message") or "")
         )
@@ -275,6 +276,15 @@ class _Planner:
             self.status.trained_tokens = summary["trainedTokens"]
         elif isinstance(metrics.get("trained_tokens"), int):
             self.status.trained_tokens = metrics["trained_tokens"]
+
+
+def _dataset_status(reported: Any) -> DatasetStatus | None:
+    """The validation pod's dataset summary, or None when it is not one (any image can end
+    the pod with any message)."""
+    try:
+        return DatasetStatus.model_validate_known(reported) if isinstance(reported, dict) else None
+    except ValidationError:
+        return None
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -9,6 +9,7 @@ once, only when it changed.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,6 +17,7 @@ from typing import Any
 
 import kopf
 from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
 
 from kubetune import artifacts, k8s, metrics
 from kubetune.api import (
@@ -141,15 +143,27 @@ def finetunejob_progress(body: kopf.Body, **_: Any) -> None:
     if not report:
         return
     status = (job.status or FineTuneJobStatus()).model_copy(deep=True)
-    status.progress = Progress.model_validate_known(report)
-    if report.get("checkpointUri"):
-        status.checkpoint_uri = report["checkpointUri"]
-    if isinstance(report.get("trainedTokens"), int):
-        status.trained_tokens = report["trainedTokens"]
+    # The report is whatever the pod's image wrote: take only what fits the status.
+    report = {k: v for k, v in report.items() if not _non_finite(v)}
+    try:
+        status.progress = Progress.model_validate_known(report)
+    except ValidationError as exc:
+        log.info("progress of %s not understood, ignored: %s", job.metadata["name"], exc)
+        return
+    checkpoint, tokens = report.get("checkpointUri"), report.get("trainedTokens")
+    if isinstance(checkpoint, str) and checkpoint.startswith("s3://") and len(checkpoint) < 1024:
+        status.checkpoint_uri = checkpoint
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+        status.trained_tokens = tokens
     try:
         _write_status(job, status)
     except k8s.ConflictError:
         log.info("%s changed while reading progress; the next tick retries", job.metadata["name"])
+
+
+def _non_finite(value: Any) -> bool:
+    """NaN and infinity: JSON from Python may carry them, the apiserver refuses them."""
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _reconcile_owner(

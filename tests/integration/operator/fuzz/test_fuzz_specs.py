@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from kubernetes import client
 
 from localcluster import S3Info
+from support.handlerlog import handler_failures, log_size
 from support.operator import OperatorProcess
 from support.polling import eventually
 from support.resources import GROUP, VERSION, create, get, status_of
@@ -225,20 +226,6 @@ def _fuzz_kind(api: client.ApiClient, namespace: str, kind: Kind, tally: Tally) 
     attempt()
 
 
-def _handler_failures(operator: OperatorProcess, start: int, namespace: str) -> list[str]:
-    """Lines of the operator's log (since ``start``) where a handler for ``namespace`` failed."""
-    with open(operator.log, "rb") as log:
-        log.seek(start)
-        lines = log.read().decode(errors="replace").splitlines()
-    markers = ("Traceback", "failed with an exception", "failed permanently", "ERROR")
-    return [
-        line
-        for i, line in enumerate(lines)
-        if (namespace in line and any(m in line for m in markers))
-        or (line.startswith("Traceback") and namespace in " ".join(lines[max(i - 3, 0) : i]))
-    ]
-
-
 def test_fuzzed_specs_are_rejected_with_a_reason_or_settled_by_the_operator(
     api_client: client.ApiClient,
     namespace: str,
@@ -247,7 +234,7 @@ def test_fuzzed_specs_are_rejected_with_a_reason_or_settled_by_the_operator(
     bucket: str,
     s3_secret: str,
 ) -> None:
-    log_start = operator.log.stat().st_size
+    log_start = log_size(operator)
     uri, digest = publish_artifact(
         s3.client(), f"s3://{bucket}/adapters/fz/", "run1", {"adapter_config.json": b'{"r": 8}'}
     )
@@ -279,7 +266,7 @@ def test_fuzzed_specs_are_rejected_with_a_reason_or_settled_by_the_operator(
     busiest = max(counts.items(), key=lambda item: item[1])
     _report(tally, busiest)
     assert operator.ready(), "the operator process died"
-    assert not _handler_failures(operator, log_start, namespace)
+    assert not handler_failures(operator, log_start, namespace)
     kopf_errors = [
         f"{e.involved_object.name}: {e.message}"
         for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items
