@@ -41,6 +41,7 @@ MAX_WRITES = 12
 """Writes to one object from its creation until it is quiet: kopf's finalizer and
 bookkeeping annotations plus a few status changes; a reconcile loop exceeds it quickly."""
 QUIET_SECONDS = 3.0
+ACTION = "kubetune.io/rollout-action"
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Kind:
     base: dict[str, Any]
     conflicts: list[dict[str, Any]]
     settled: Callable[[dict[str, Any]], bool]
+    actions: bool = False
+    """Whether to set the rollout-action annotation too (a user's input like the spec)."""
 
 
 @dataclass
@@ -167,6 +170,7 @@ def _kinds(bucket: str, s3: S3Info, adapter_uri: str, digest: str) -> list[Kind]
                 {"runtime": {"image": "registry.invalid/server:0"}},
             ],
             _settled,
+            actions=True,
         ),
     ]
 
@@ -199,11 +203,20 @@ def _fuzz_kind(api: client.ApiClient, namespace: str, kind: Kind, tally: Tally) 
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(example=mutated(kind.base, kind.conflicts), strict=st.booleans())
-    def attempt(example: tuple[dict[str, Any], list[str]], strict: bool) -> None:
+    @given(
+        example=mutated(kind.base, kind.conflicts),
+        strict=st.booleans(),
+        action=st.none() | st.sampled_from(["promote", "abort", ""]) | st.text(max_size=16),
+    )
+    def attempt(
+        example: tuple[dict[str, Any], list[str]], strict: bool, action: str | None
+    ) -> None:
         body, mutations = example
         name = f"fz-{kind.plural[:3]}-{next(names)}"
         body["metadata"]["name"] = name
+        if kind.actions and action is not None:
+            body["metadata"]["annotations"] = {ACTION: action}
+            mutations = [*mutations, f"annotate {ACTION}={action!r}"]
         tally.tried[kind.plural] = tally.tried.get(kind.plural, 0) + 1
         try:
             client.CustomObjectsApi(api).create_namespaced_custom_object(
