@@ -35,7 +35,7 @@ from support.writes import WriteCounter
 
 from ..conftest import make_finetunejob
 
-EXAMPLES = int(os.environ.get("KUBETUNE_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("KUBETUNE_FUZZ_EXAMPLES", "40"))
 SEED = os.environ.get("KUBETUNE_FUZZ_SEED")
 MAX_WRITES = 12
 """Writes to one object from its creation until it is quiet: kopf's finalizer and
