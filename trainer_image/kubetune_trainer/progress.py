@@ -159,8 +159,10 @@ class ProgressPublisher:
             session_tokens=tokens,
         )
 
-    def publish(self) -> Progress:
-        """Write the current progress to S3 and the gauges now."""
+    def publish(self, *, retry: bool = False) -> Progress:
+        """Write the current progress to S3 and the gauges now. Only the first report rides
+        out an S3 outage (``retry``); a later one that fails is replaced by the next, and
+        must not delay the end of a run that S3 has already failed."""
         with self._lock:
             progress = self.state.snapshot()
             tokens = self.state.tokens
@@ -170,14 +172,14 @@ class ProgressPublisher:
         report["trainedTokens"] = tokens
         if checkpoint is not None:
             report["checkpointUri"] = checkpoint
-        self.store.put_bytes(json.dumps(report).encode(), self.target)
+        self.store.put_bytes(json.dumps(report).encode(), self.target, retry=retry)
         return progress
 
     def start(self) -> None:
         """Continue from the run's last report, publish once (so that S3 problems surface
         before training) and keep publishing."""
         self._continue_last_report()
-        self.publish()
+        self.publish(retry=True)
         self._thread.start()
 
     def _continue_last_report(self) -> None:

@@ -195,9 +195,12 @@ class ObjectStore:
             num_download_attempts=8,
         )
 
-    def _retried(self, action: str, uri: S3Uri, operation: Callable[[], T]) -> T:
+    def _retried(
+        self, action: str, uri: S3Uri, operation: Callable[[], T], *, retry: bool = True
+    ) -> T:
         """``operation``, translated; retried with backoff while S3 is unavailable, until
-        ``retry_seconds`` have passed since its first failure."""
+        ``retry_seconds`` have passed since its first failure (unless ``retry`` is off)."""
+        retry_seconds = self.retry_seconds if retry else 0.0
         deadline, delay = None, 1.0
         while True:
             try:
@@ -207,13 +210,13 @@ class ObjectStore:
                 if not _retryable(exc):
                     raise
                 now = time.monotonic()
-                deadline = now + self.retry_seconds if deadline is None else deadline
+                deadline = now + retry_seconds if deadline is None else deadline
                 if now >= deadline:
-                    if not self.retry_seconds:
+                    if not retry_seconds:
                         raise
                     raise TrainerError(
                         exc.reason,
-                        f"S3 still unavailable after {self.retry_seconds:.0f}s of retries "
+                        f"S3 still unavailable after {retry_seconds:.0f}s of retries "
                         f"({RETRY_ENV} sets how long the trainer waits): {exc.message}",
                     ) from exc
                 log.warning("%s; retrying in %.0fs", exc.message, delay)
@@ -261,14 +264,23 @@ class ObjectStore:
                     missing.append(uri)
         return missing
 
-    def put_bytes(self, data: bytes, uri: S3Uri, content_type: str = "application/json") -> None:
-        """Write a small object in one request."""
+    def put_bytes(
+        self,
+        data: bytes,
+        uri: S3Uri,
+        content_type: str = "application/json",
+        *,
+        retry: bool = True,
+    ) -> None:
+        """Write a small object in one request; ``retry=False`` for a write that a later one
+        replaces anyway (progress), which must not hold its caller through an outage."""
         self._retried(
             "write",
             uri,
             lambda: self.client.put_object(
                 Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type
             ),
+            retry=retry,
         )
 
     def get_bytes(self, uri: S3Uri) -> bytes:

@@ -18,15 +18,17 @@ class MemoryStore:
     def __init__(self, **objects: Any) -> None:
         self.objects = {k: json.dumps(v).encode() for k, v in objects.items()}
         self.writes: list[dict[str, Any]] = []
+        self.retried: list[bool] = []
 
     def get_bytes(self, uri: S3Uri) -> bytes:
         if uri.key not in self.objects:
             raise ObjectNotFoundError(str(uri))
         return self.objects[uri.key]
 
-    def put_bytes(self, data: bytes, uri: S3Uri) -> None:
+    def put_bytes(self, data: bytes, uri: S3Uri, *, retry: bool = True) -> None:
         self.objects[uri.key] = data
         self.writes.append(json.loads(data))
+        self.retried.append(retry)
 
 
 def publisher(store: MemoryStore) -> ProgressPublisher:
@@ -74,3 +76,14 @@ def test_an_unreadable_last_report_is_replaced() -> None:
     progress.stop()
 
     assert store.writes[0]["step"] == 0
+
+
+def test_only_the_first_report_waits_out_an_s3_outage() -> None:
+    store = MemoryStore()
+    progress = publisher(store)
+
+    progress.start()
+    progress.publish()
+    progress.stop()
+
+    assert store.retried == [True, False, False]

@@ -114,6 +114,16 @@ def test_without_a_deadline_the_first_failure_is_final(clock: Clock) -> None:
     assert client.calls == 1
 
 
+def test_a_write_without_retry_fails_at_once(clock: Clock) -> None:
+    client = FlakyClient(unreachable())
+
+    with pytest.raises(TrainerError, match="cannot write"):
+        ObjectStore(client, retry_seconds=300).put_bytes(b"{}", URI, retry=False)
+
+    assert client.calls == 1
+    assert clock.sleeps == []
+
+
 @pytest.mark.parametrize(("value", "seconds"), [(None, 300.0), ("", 300.0), ("12.5", 12.5)])
 def test_the_deadline_comes_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, value: str | None, seconds: float
