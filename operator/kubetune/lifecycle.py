@@ -264,6 +264,8 @@ class _Planner:
         if int(job_status.get("active") or 0) and int(job_status.get("ready") or 0):
             self.condition(Cond.RUNNING, True, Reason.TRAINING, "training pods are running")
             self.phase(Phase.RUNNING, Reason.TRAINING, "training started")
+        elif self.status.phase == Phase.RUNNING and _pods_ended(training):
+            return  # the Job controller is still counting them; its verdict comes next
         else:
             self.phase(
                 Phase.QUEUED, Reason.JOB_CREATED, "training Job created; waiting for its pods"
@@ -276,6 +278,20 @@ class _Planner:
             self.status.trained_tokens = summary["trainedTokens"]
         elif isinstance(metrics.get("trained_tokens"), int):
             self.status.trained_tokens = metrics["trained_tokens"]
+
+
+def _pods_ended(job: dict[str, Any]) -> bool:
+    """The Job's pods finished but the Job has not said Complete or Failed yet: without
+    this, every successful run flipped Running -> Queued ("waiting for its pods") ->
+    Succeeded, with a status write and an event for nothing (bench/operator_scale.py)."""
+    status = job.get("status") or {}
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    return (
+        bool(uncounted.get("succeeded") or uncounted.get("failed"))
+        or int(status.get("succeeded") or 0) > 0
+        or _job_condition(job, "SuccessCriteriaMet")
+        or _job_condition(job, "FailureTarget")
+    )
 
 
 def _dataset_status(reported: Any) -> DatasetStatus | None:

@@ -297,3 +297,34 @@ def test_pods_are_listed_only_when_the_verdict_needs_them(
     job: dict[str, Any] | None, listed: bool
 ) -> None:
     assert needs_pods(job) is listed
+
+
+def _running() -> FineTuneJob:
+    job = _validated()
+    status = _plan(job, training=k8s_job("t", active=1, ready=1)).status
+    assert status.phase == "Running"
+    return job.model_copy(update={"status": status})
+
+
+@pytest.mark.parametrize(
+    "ended",
+    [
+        {"uncountedTerminatedPods": {"succeeded": ["pod-uid"]}},
+        {"succeeded": 1},
+        {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]},
+        {"failed": 1, "conditions": [{"type": "FailureTarget", "status": "True"}]},
+    ],
+    ids=["uncounted", "counted", "success-criteria-met", "failure-target"],
+)
+def test_pods_that_ended_before_the_jobs_verdict_keep_the_run_running(
+    ended: dict[str, Any],
+) -> None:
+    training = {"metadata": {"name": "t"}, "spec": {"suspend": False}, "status": ended}
+    plan = _plan(_running(), training=training)
+    assert plan.status.phase == "Running"
+    assert (plan.actions, plan.events) == ([], [])
+
+
+def test_a_running_job_whose_pod_is_gone_waits_for_the_next_one() -> None:
+    plan = _plan(_running(), training=k8s_job("t", failed=1))
+    assert plan.status.phase == "Queued"
