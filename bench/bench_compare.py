@@ -46,13 +46,14 @@ def run_rounds(
     *,
     repeats: int,
     timeout: float,
+    scenarios: list[tuple[str, bool]] = SCENARIOS,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Every scenario ``repeats`` times, the order reversed every other round so that drift
     in the machine's load does not favour one side."""
     runs = []
     for round_ in range(repeats):
-        order = SCENARIOS if round_ % 2 == 0 else SCENARIOS[::-1]
+        order = scenarios if round_ % 2 == 0 else scenarios[::-1]
         for side, packing in order:
             name = f"{side}-{'pack' if packing else 'nopack'}-{round_}"
             started = time.monotonic()
