@@ -22,6 +22,7 @@ class WriteCounter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._failure: Exception | None = None
 
     def __enter__(self) -> WriteCounter:
         for plural in self.plurals:
@@ -43,6 +44,13 @@ class WriteCounter:
             thread.join(timeout=10)
 
     def _watch(self, plural: str, ready: threading.Event) -> None:
+        try:
+            self._follow(plural, ready)
+        except Exception as exc:  # surfaced by counts(): a dead watch must not look quiet
+            self._failure = exc
+            ready.set()
+
+    def _follow(self, plural: str, ready: threading.Event) -> None:
         api = client.CustomObjectsApi(self.api)
         listed = api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural)
         version = listed["metadata"]["resourceVersion"]
@@ -67,9 +75,16 @@ class WriteCounter:
 
     def quiet_for(self) -> float:
         """Seconds since the last write."""
+        self._check()
         with self._lock:
             return time.monotonic() - self._last
 
     def counts(self) -> dict[str, int]:
+        """Writes per ``plural/name`` so far."""
+        self._check()
         with self._lock:
             return dict(self._counts)
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise AssertionError(f"a watch stopped: {self._failure!r}") from self._failure
