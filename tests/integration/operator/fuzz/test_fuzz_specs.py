@@ -46,6 +46,8 @@ ACTION = "kubetune.io/rollout-action"
 
 @dataclass
 class Kind:
+    """One kind to fuzz: a valid object, known conflicts, and what settled means for it."""
+
     plural: str
     base: dict[str, Any]
     conflicts: list[dict[str, Any]]
@@ -61,7 +63,6 @@ class Tally:
     tried: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     accepted: list[tuple[str, str, list[str]]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
 
 
 def _has_reasons(status: dict[str, Any]) -> bool:
