@@ -327,14 +327,6 @@ class ObjectStore:
 
         return self._retried("list", prefix, listing)
 
-    def download_prefix(self, prefix: S3Uri, directory: Path) -> list[Path]:
-        """Every object under ``prefix`` into ``directory``, keeping relative paths."""
-        return [
-            self.download_file(prefix.join(name), directory / name)
-            for name in sorted(self.list(prefix))
-            if name and not name.endswith("/")
-        ]
-
     def upload_directory(
         self, directory: Path, prefix: S3Uri, *, skip: set[str] = frozenset()
     ) -> list[str]:
