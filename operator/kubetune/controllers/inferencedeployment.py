@@ -80,9 +80,11 @@ def _has_canary(body: kopf.Body, **_: Any) -> bool:
     return bool((body.get("status") or {}).get("canary"))
 
 
-@kopf.timer(*INFD, interval=SETTINGS.rollout.tick, when=_has_canary)
+@kopf.timer(*INFD, interval=SETTINGS.rollout.tick, backoff=SETTINGS.rollout.tick, when=_has_canary)
 def inferencedeployment_tick(body: kopf.Body, **_: Any) -> None:
-    """While a canary runs: end pauses, run analysis checks when due."""
+    """While a canary runs: end pauses, run analysis checks when due. A failed tick (the
+    apiserver restarting) is retried at the next tick, not after kopf's default minute,
+    which would stall a pause or an analysis step."""
     reconcile(body)
 
 
