@@ -294,6 +294,7 @@ def test_the_operator_reads_what_the_chart_sets() -> None:
         "--set", "defaults.prometheusUrl=http://prometheus:9090",
         "--set", "defaults.s3.endpoint=http://minio:9000",
         "--set", "watchNamespaces={team-a,team-b}",
+        "--set", "defaults.s3.retrySeconds=45",
     )  # fmt: skip
     env = {e["name"]: e["value"] for e in container(objects)["env"] if "value" in e}
     settings = Settings.from_env(env)
@@ -301,6 +302,7 @@ def test_the_operator_reads_what_the_chart_sets() -> None:
     assert settings.rollout.prometheus_url == "http://prometheus:9090"
     assert settings.storage.endpoint == "http://minio:9000"
     assert settings.process.namespaces == ("team-a", "team-b")
+    assert settings.training.s3_retry_seconds == 45
     assert settings.images.vllm == Settings().images.vllm  # empty value: the built-in default
 
 
@@ -399,6 +401,7 @@ def test_crd_values(values: tuple[str, ...], count: int, annotated: bool) -> Non
         (("--set", "image.pullPolicy=Sometimes"), "/image/pullPolicy"),
         (("--set", "image.digest=latest"), "/image/digest"),
         (("--set", "defaults.s3.endpoint=minio:9000"), "/defaults/s3/endpoint"),
+        (("--set", "defaults.s3.retrySeconds=-1"), "/defaults/s3/retrySeconds"),
         (("--set", "podDisruptionBudget.maxUnavailable=0"), "/podDisruptionBudget/maxUnavailable"),
         (("--set", "metrics.serviceMonitor.interval=often"), "/metrics/serviceMonitor/interval"),
         (("--set", "replicas=3"), "additional properties 'replicas'"),
