@@ -2,7 +2,7 @@
 
 Prints the build time of each tool when it is not cached yet, then the time from nothing to
 Ready GPU nodes plus a ready S3 server, over a few runs. Target: under 30 s with binaries
-cached. Run: ``hack/bench cluster_startup`` or ``python bench/cluster_startup.py --runs 3``.
+cached. Run: ``python bench/cluster_startup.py --runs 3``.
 """
 
 from __future__ import annotations
