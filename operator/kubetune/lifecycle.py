@@ -219,6 +219,8 @@ class _Planner:
             self.phase(Phase.QUEUED, reason, message)
             return
         job_status = training.get("status") or {}
+        self.status.job_name = (training.get("metadata") or {}).get("name")
+        self.admission(training, spec.queue_name)
         self.status.attempts = max(
             self.status.attempts,
             sum(int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded")),
@@ -270,6 +272,16 @@ class _Planner:
             self.phase(
                 Phase.QUEUED, Reason.JOB_CREATED, "training Job created; waiting for its pods"
             )
+
+    def admission(self, training: dict[str, Any], queue: str | None) -> None:
+        """Admitted: the training Job may start pods. A queue (Kueue) admits a Job by
+        unsuspending it; without one it is admitted when created. A user's suspend leaves
+        the condition as it was: that Job was admitted, it is only paused."""
+        if not (training.get("spec") or {}).get("suspend"):
+            message = f"admitted by queue {queue}" if queue else "no queue: admitted at once"
+            self.condition(Cond.ADMITTED, True, Reason.ADMITTED, message)
+        elif queue and not self.obs.job.spec.suspend:
+            self.condition(Cond.ADMITTED, False, Reason.QUEUED, f"waiting for queue {queue}")
 
     def apply_summary(self) -> None:
         summary = next((s for p in self.obs.pods if (s := termination_summary(p, CONTAINER))), {})

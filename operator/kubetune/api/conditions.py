@@ -72,7 +72,6 @@ class Reason(StrEnum):
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     TRAINER_FAILED = "TrainerFailed"
-    CANCELLED = "Cancelled"
     # Artifacts.
     VERIFYING = "Verifying"
     VERIFIED = "Verified"

@@ -123,8 +123,8 @@ class AdapterTarget(KubeModel):
     """The Adapter this job produces: one version of an adapter family."""
 
     name: DnsLabel = Field(
-        description="Adapter family (DNS-1123 label), e.g. support-bot; also the model name "
-        "an InferenceDeployment serves it under by default."
+        description="Adapter family (DNS-1123 label), e.g. support-bot; an InferenceDeployment "
+        "can follow the family's latest Ready version with selector.family."
     )
     version: ShortObjectName = Field(
         description="Version within the family, e.g. v3. The Adapter object is named "
@@ -253,7 +253,6 @@ class FineTuneJobPhase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
-    CANCELLED = "Cancelled"
 
 
 class Progress(KubeModel):

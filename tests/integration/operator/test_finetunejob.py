@@ -78,6 +78,8 @@ def test_apply_to_ready_adapter(
     by_type = conditions(status)
     assert by_type["Validated"]["status"] == "True"
     assert by_type["Running"]["status"] == "True"
+    assert (by_type["Admitted"]["status"], by_type["Admitted"]["reason"]) == ("True", "Admitted")
+    assert status["jobName"] == "support-bot-train"
 
     job = FineTuneJob.model_validate(get(api_client, namespace, "finetunejobs", "support-bot"))
     run = artifacts.run_id(job.spec)

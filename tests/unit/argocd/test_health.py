@@ -165,12 +165,6 @@ CASES = [
         "Suspended: spec.suspend is true",
     ),
     Case(
-        "ftj-cancelled",
-        make("FineTuneJob", {"phase": "Cancelled"}),
-        "Degraded",
-        "Cancelled",
-    ),
-    Case(
         "ftj-phase-from-a-newer-operator",
         make("FineTuneJob", {"phase": "Preempting"}),
         "Unknown",

@@ -177,6 +177,29 @@ def test_training_stage(
     assert reason in {e[1] for e in plan.events} | {c.reason for c in plan.status.conditions}
 
 
+@pytest.mark.parametrize(
+    ("training", "spec", "admitted"),
+    [
+        (k8s_job("t", active=1), {}, ("True", "Admitted")),
+        (k8s_job("t", suspend=True), {"queueName": "gpus"}, ("False", "Queued")),
+        (k8s_job("t", active=1), {"queueName": "gpus"}, ("True", "Admitted")),
+    ],
+    ids=["no-queue", "waiting-for-kueue", "admitted-by-kueue"],
+)
+def test_admission_and_the_job_name(
+    training: dict[str, Any], spec: dict[str, Any], admitted: tuple[str, str]
+) -> None:
+    plan = _plan(_validated(**spec), training=training, pods=[])
+    assert _condition(plan, "Admitted") == admitted
+    assert plan.status.job_name == "t"
+
+
+def test_a_user_suspend_does_not_unadmit() -> None:
+    plan = _plan(_validated(suspend=True), training=k8s_job("t", suspend=True), pods=[])
+    assert plan.status.phase == "Suspended"
+    assert all(c.type != "Admitted" for c in plan.status.conditions)
+
+
 def test_completed_training_succeeds_only_when_the_manifest_exists() -> None:
     done = k8s_job("t", conditions=("Complete",), succeeded=1)
     assert _plan(_validated(), training=done, artifact_exists=True).status.phase == "Succeeded"
