@@ -108,6 +108,10 @@ def make_client(access: S3Access | None, role: Role) -> Any:
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"},
+        # Every artifact file is checked against the sha256 of its manifest, end to end;
+        # botocore's per-request CRC on top would hash each byte a second time.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     return boto3.client(
         "s3",

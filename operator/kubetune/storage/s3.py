@@ -65,6 +65,10 @@ def make_client(
             connect_timeout=5,
             read_timeout=30,
             s3={"addressing_style": "path"},
+            # Every artifact file is checked against the sha256 of its manifest, end to end;
+            # botocore's per-request CRC on top would hash each byte a second time.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         ),
     )
 
