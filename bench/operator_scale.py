@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -154,12 +155,13 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, nargs="+", default=[100])
-    parser.add_argument("--rate", type=float, default=20.0, help="arrivals per second; 0: burst")
+    parser.add_argument("--rate", type=float, default=10.0, help="arrivals per second; 0: burst")
     parser.add_argument("--hold", type=float, default=30.0, help="seconds all jobs stay Running")
     parser.add_argument("--progress-interval", type=float, default=15.0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/operator_scale.json"))
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--merge", action="store_true", help="keep other sizes from --out")
+    parser.add_argument("--keep", type=Path, help="keep logs (operator, audit) in this folder")
     args = parser.parse_args()
     # A SIGTERM (a CI timeout) unwinds like Ctrl-C, so every cluster and operator is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -172,6 +174,10 @@ def main() -> None:
             console.print(f"[bold]{jobs} jobs[/bold] (load avg {os.getloadavg()[0]:.2f})")
             previous[jobs] = run_size(jobs, args, Path(tmp))
             console.print(f"  done in {previous[jobs]['run']['wall_s']} s")
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for log in Path(tmp).glob("**/*.log"):
+                    shutil.copy(log, args.keep / f"n{jobs}-{log.name}")
     results = [previous[k] for k in sorted(previous)]
     report = {"machine": machine(), "results": results, "across_sizes": across_sizes(results)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
