@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -56,14 +57,16 @@ INFD = (constants.GROUP, constants.VERSION, "inferencedeployments")
 PLURAL = "inferencedeployments"
 HTTPROUTE_CRD = "httproutes.gateway.networking.k8s.io"
 CHILD_KINDS = ("Deployment", "Service", "ConfigMap")
+_LOCKS = tuple(threading.Lock() for _ in range(32))
+"""Striped per-object locks: one reconcile of a deployment at a time in this process."""
 log = logging.getLogger(__name__)
 
 
 @kopf.on.resume(*INFD)
 @kopf.on.create(*INFD)
 @kopf.on.update(*INFD, field="spec")
-def inferencedeployment_changed(body: kopf.Body, **_: Any) -> None:
-    reconcile(body)
+def inferencedeployment_changed(namespace: str, name: str, **_: Any) -> None:
+    reconcile(namespace, name)
 
 
 def _has_action(body: kopf.Body, **_: Any) -> bool:
@@ -71,9 +74,9 @@ def _has_action(body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.on.event(*INFD, when=_has_action)
-def inferencedeployment_action(body: kopf.Body, **_: Any) -> None:
+def inferencedeployment_action(namespace: str, name: str, **_: Any) -> None:
     """promote or abort, set by a user or an Argo CD action; removed once acted on."""
-    reconcile(body)
+    reconcile(namespace, name)
 
 
 def _has_canary(body: kopf.Body, **_: Any) -> bool:
@@ -81,11 +84,11 @@ def _has_canary(body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.timer(*INFD, interval=SETTINGS.rollout.tick, backoff=SETTINGS.rollout.tick, when=_has_canary)
-def inferencedeployment_tick(body: kopf.Body, **_: Any) -> None:
+def inferencedeployment_tick(namespace: str, name: str, **_: Any) -> None:
     """While a canary runs: end pauses, run analysis checks when due. A failed tick (the
     apiserver restarting) is retried at the next tick, not after kopf's default minute,
     which would stall a pause or an analysis step."""
-    reconcile(body)
+    reconcile(namespace, name)
 
 
 Follows = tuple[str, tuple[tuple[str | None, str | None], ...]]
@@ -117,9 +120,7 @@ def inferencedeployment_adapter_changed(
     family = (meta.get("labels") or {}).get(constants.LABEL_ADAPTER_FAMILY)
     for name, served in inferencedeployments_following.get(meta["namespace"], []):
         if any(ref == meta["name"] or (family and family == f) for ref, f in served):
-            deployment = k8s.get_custom(PLURAL, meta["namespace"], name)
-            if deployment is not None:
-                reconcile(deployment)
+            reconcile(meta["namespace"], name)
 
 
 @kopf.on.event(
@@ -128,18 +129,20 @@ def inferencedeployment_adapter_changed(
 def inferencedeployment_pods_changed(body: kopf.Body, **_: Any) -> None:
     """Serving pods becoming ready (or stuck) change Available, Progressing and the steps."""
     meta = body["metadata"]
-    owner = k8s.get_custom(
-        PLURAL, meta["namespace"], meta["labels"][constants.LABEL_INFERENCEDEPLOYMENT]
-    )
-    if owner is not None and not owner["metadata"].get("deletionTimestamp"):
-        reconcile(owner)
+    reconcile(meta["namespace"], meta["labels"][constants.LABEL_INFERENCEDEPLOYMENT])
 
 
-def reconcile(body: Any) -> None:
+def reconcile(namespace: str, name: str) -> None:
+    """Reconcile one deployment from a fresh read, one at a time per object in this process.
+
+    Triggers run concurrently (kopf runs timers beside event handlers): a tick holding an
+    older copy once applied the routes of a canary that an abort had just rolled back,
+    since children are applied before the status write that would have caught the staleness.
+    """
     started = time.monotonic()
-    meta = body["metadata"]
     try:
-        _with_fresh_reads(meta["namespace"], meta["name"], _reconcile, body)
+        with _LOCKS[hash((namespace, name)) % len(_LOCKS)]:
+            _with_fresh_reads(namespace, name, _reconcile)
     except k8s.TransientError as exc:
         metrics.record_reconcile("InferenceDeployment", started, ok=False)
         raise transient(exc) from exc
@@ -147,18 +150,18 @@ def reconcile(body: Any) -> None:
 
 
 def _with_fresh_reads(
-    namespace: str, name: str, act: Callable[[InferenceDeployment], None], body: Any
+    namespace: str, name: str, act: Callable[[InferenceDeployment], None]
 ) -> None:
-    """Run ``act``, reading the object again whenever its status write conflicts."""
+    """Run ``act`` on the object as it is now, again whenever its status write conflicts
+    (another replica during a leader handover). A deleted or deleting one is left to the
+    garbage collector."""
     for _ in range(5):
-        if body is None:
-            body = k8s.get_custom(PLURAL, namespace, name)
-            if body is None:
-                return
+        body = k8s.get_custom(PLURAL, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
         try:
             act(parse(InferenceDeployment, body))
         except k8s.ConflictError:
-            body = None
             continue
         return
     raise kopf.TemporaryError(f"{name}: status kept changing under this handler", delay=1)
