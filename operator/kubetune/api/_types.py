@@ -8,7 +8,7 @@ Every string has a maxLength so the apiserver can estimate the cost of CEL rules
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN = rf"{_LABEL}(\.{_LABEL})*"
@@ -97,3 +97,12 @@ LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
 SecretKey = Annotated[str, Field(pattern=SECRET_KEY_PATTERN, min_length=1, max_length=253)]
 Image = Annotated[str, Field(pattern=IMAGE_PATTERN, max_length=512)]
 """A container image reference."""
+
+
+def _significant(value: float) -> float:
+    return float(f"{value:.5g}")
+
+
+Metric = Annotated[float, AfterValidator(_significant)]
+"""A reported measurement (a loss) at five significant digits: ``kubectl get`` prints number
+columns as stored, and 1.5409238815307618 says no more than 1.5409."""

@@ -24,6 +24,7 @@ from kubetune.api._types import (
     DatasetUri,
     DnsLabel,
     Image,
+    Metric,
     ObjectName,
     S3Uri,
     Sha256Hex,
@@ -262,8 +263,8 @@ class Progress(KubeModel):
     total_steps: int | None = Field(None, ge=0, description="Optimizer steps planned.")
     percent: int = Field(0, ge=0, le=100, description="step / totalSteps, in percent.")
     epoch: float | None = Field(None, ge=0, description="Fractional epochs completed.")
-    train_loss: float | None = Field(None, description="Latest training loss.")
-    eval_loss: float | None = Field(None, description="Latest evaluation loss.")
+    train_loss: Metric | None = Field(None, description="Latest training loss.")
+    eval_loss: Metric | None = Field(None, description="Latest evaluation loss.")
     learning_rate: float | None = Field(None, ge=0, description="Current learning rate.")
     tokens_per_second: float | None = Field(
         None, ge=0, description="Training throughput across all GPUs."

@@ -15,6 +15,7 @@ from kubetune.api import (
     KubeModel,
     LoraConfig,
     Method,
+    Progress,
     QuantizationConfig,
     QuantType,
     Rule,
@@ -162,3 +163,18 @@ def test_rule_messages_name_their_field(owner: str, rule: Rule) -> None:
 @pytest.mark.parametrize(("owner", "rule"), all_rules(), ids=[o for o, _ in all_rules()])
 def test_only_transition_rules_lack_a_python_twin(owner: str, rule: Rule) -> None:
     assert (rule.holds is None) == ("oldSelf" in rule.cel)
+
+
+@pytest.mark.parametrize(
+    ("reported", "stored"),
+    [
+        (1.5409238815307618, 1.5409),
+        (0.000012345678, 1.2346e-05),
+        (2.0, 2.0),
+        (1234567.8, 1234600.0),
+    ],
+)
+def test_losses_are_kept_at_five_significant_digits(reported: float, stored: float) -> None:
+    """kubectl prints the LOSS column as stored."""
+    progress = Progress.model_validate({"trainLoss": reported, "evalLoss": reported})
+    assert (progress.train_loss, progress.eval_loss) == (stored, stored)
