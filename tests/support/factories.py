@@ -78,3 +78,32 @@ def pod(
             "containerStatuses": [{"name": container, "image": "trainer:1", "state": state}],
         },
     }
+
+
+def s3_finetunejob(
+    name: str, bucket: str, endpoint: str, *, adapter: str = "support-bot", **spec: Any
+) -> dict[str, Any]:
+    """A small valid FineTuneJob reading and writing ``bucket`` with the Secret ``s3-creds``,
+    publishing the ``adapter`` family's v1; ``spec`` overrides fields."""
+    access = {"endpoint": endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
+    body: dict[str, Any] = {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "baseModel": {
+                "name": "kubetune/tiny-llama",
+                "uri": f"s3://{bucket}/models/tiny/",
+                **access,
+            },
+            "dataset": {"uri": f"s3://{bucket}/data/train.jsonl", "validationSplit": 0.1, **access},
+            "method": "qlora",
+            "lora": {"r": 8, "alpha": 16},
+            "training": {"maxSteps": 20},
+            "resources": {"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
+            "output": {"uri": f"s3://{bucket}/adapters/{adapter}/", **access},
+            "adapter": {"name": adapter, "version": "v1"},
+        },
+    }
+    body["spec"].update(spec)
+    return body

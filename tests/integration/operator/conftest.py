@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -42,29 +41,3 @@ def own_namespace(api_client: client.ApiClient) -> Iterator[str]:
     eventually(lambda: core.read_namespaced_service_account("default", name))
     yield name
     core.delete_namespace(name)
-
-
-def make_finetunejob(name: str, bucket: str, endpoint: str, **spec: Any) -> dict[str, Any]:
-    """A small valid FineTuneJob reading and writing ``bucket``; ``spec`` overrides fields."""
-    access = {"endpoint": endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
-    body: dict[str, Any] = {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name},
-        "spec": {
-            "baseModel": {
-                "name": "kubetune/tiny-llama",
-                "uri": f"s3://{bucket}/models/tiny/",
-                **access,
-            },
-            "dataset": {"uri": f"s3://{bucket}/data/train.jsonl", "validationSplit": 0.1, **access},
-            "method": "qlora",
-            "lora": {"r": 8, "alpha": 16},
-            "training": {"maxSteps": 20},
-            "resources": {"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
-            "output": {"uri": f"s3://{bucket}/adapters/support-bot/", **access},
-            "adapter": {"name": "support-bot", "version": "v1"},
-        },
-    }
-    body["spec"].update(spec)
-    return body

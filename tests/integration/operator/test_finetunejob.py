@@ -11,6 +11,7 @@ from kubernetes import client
 from kubetune import artifacts
 from kubetune.api import FineTuneJob
 from localcluster import S3Info
+from support.factories import s3_finetunejob
 from support.operator import OperatorProcess
 from support.polling import eventually
 from support.resources import (
@@ -26,12 +27,10 @@ from support.resources import (
 )
 from support.trainerside import finish_pod, publish_artifact, running_pod, write_progress
 
-from .conftest import make_finetunejob
-
 
 @pytest.fixture
 def ftj_spec(bucket: str, s3: S3Info, s3_secret: str) -> dict[str, Any]:
-    return make_finetunejob("support-bot", bucket, s3.endpoint)
+    return s3_finetunejob("support-bot", bucket, s3.endpoint)
 
 
 def test_apply_to_ready_adapter(
@@ -280,9 +279,7 @@ def test_missing_secret_fails_before_any_pod(
     bucket: str,
     s3: S3Info,
 ) -> None:
-    create(
-        api_client, namespace, "finetunejobs", make_finetunejob("no-secret", bucket, s3.endpoint)
-    )
+    create(api_client, namespace, "finetunejobs", s3_finetunejob("no-secret", bucket, s3.endpoint))
     status = eventually(lambda: phase_is(api_client, namespace, "no-secret", "Failed"))
     failed = conditions(status)["Failed"]
     assert failed["reason"] == "SecretNotFound"

@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client
 
 from localcluster import S3Info
+from support.factories import s3_finetunejob
 from support.polling import eventually
 from support.resources import (
     conditions,
@@ -19,8 +20,6 @@ from support.resources import (
     validation_summary,
 )
 from support.trainerside import finish_pod, running_pod
-
-from .conftest import make_finetunejob
 
 pytestmark = pytest.mark.usefixtures("operator", "s3_secret")
 NAME = "support-bot"
@@ -46,7 +45,7 @@ def _gone(fn: Any) -> bool:
 def test_suspend_stops_pods_and_resume_restarts_them(
     api_client: client.ApiClient, namespace: str, bucket: str, s3: S3Info
 ) -> None:
-    first = _start_training(api_client, namespace, make_finetunejob(NAME, bucket, s3.endpoint))
+    first = _start_training(api_client, namespace, s3_finetunejob(NAME, bucket, s3.endpoint))
     core = client.CoreV1Api(api_client)
 
     patch_spec(api_client, namespace, "finetunejobs", NAME, {"suspend": True})
@@ -69,7 +68,7 @@ def test_suspend_stops_pods_and_resume_restarts_them(
 def test_deadline_fails_with_deadline_exceeded(
     api_client: client.ApiClient, namespace: str, bucket: str, s3: S3Info
 ) -> None:
-    body = make_finetunejob(NAME, bucket, s3.endpoint, activeDeadlineSeconds=2)
+    body = s3_finetunejob(NAME, bucket, s3.endpoint, activeDeadlineSeconds=2)
     _start_training(api_client, namespace, body)
     status = eventually(lambda: phase_is(api_client, namespace, NAME, "Failed"), what="Failed")
     assert conditions(status)["Failed"]["reason"] == "DeadlineExceeded"
@@ -78,7 +77,7 @@ def test_deadline_fails_with_deadline_exceeded(
 def test_deleting_the_job_cancels_training(
     api_client: client.ApiClient, namespace: str, bucket: str, s3: S3Info
 ) -> None:
-    _start_training(api_client, namespace, make_finetunejob(NAME, bucket, s3.endpoint))
+    _start_training(api_client, namespace, s3_finetunejob(NAME, bucket, s3.endpoint))
     client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
         "kubetune.io", "v1alpha1", namespace, "finetunejobs", NAME
     )
@@ -95,7 +94,7 @@ def test_deleting_the_job_cancels_training(
 def test_out_of_memory_in_training(
     api_client: client.ApiClient, namespace: str, bucket: str, s3: S3Info
 ) -> None:
-    body = make_finetunejob(NAME, bucket, s3.endpoint, backoffLimit=0)
+    body = s3_finetunejob(NAME, bucket, s3.endpoint, backoffLimit=0)
     pod = _start_training(api_client, namespace, body)
     finish_pod(api_client, pod, 137, reason="OOMKilled")
     status = eventually(lambda: phase_is(api_client, namespace, NAME, "Failed"), what="Failed")
@@ -107,7 +106,7 @@ def test_out_of_memory_in_training(
 def test_permanent_trainer_failure_is_not_retried(
     api_client: client.ApiClient, namespace: str, bucket: str, s3: S3Info
 ) -> None:
-    pod = _start_training(api_client, namespace, make_finetunejob(NAME, bucket, s3.endpoint))
+    pod = _start_training(api_client, namespace, s3_finetunejob(NAME, bucket, s3.endpoint))
     finish_pod(
         api_client,
         pod,
@@ -124,9 +123,7 @@ def test_permanent_trainer_failure_is_not_retried(
 def test_unpullable_image_fails_without_holding_pods(
     api_client: client.ApiClient, namespace: str, bucket: str, s3: S3Info
 ) -> None:
-    body = make_finetunejob(
-        NAME, bucket, s3.endpoint, image="registry.invalid/kubetune/trainer:nope"
-    )
+    body = s3_finetunejob(NAME, bucket, s3.endpoint, image="registry.invalid/kubetune/trainer:nope")
     create(api_client, namespace, "finetunejobs", body)
     status = eventually(lambda: phase_is(api_client, namespace, NAME, "Failed"), what="Failed")
     failed = conditions(status)["Failed"]
@@ -141,7 +138,7 @@ def test_unpullable_image_fails_without_holding_pods(
 def test_evicted_pod_is_retried_and_counted(
     api_client: client.ApiClient, namespace: str, bucket: str, s3: S3Info
 ) -> None:
-    body = make_finetunejob(NAME, bucket, s3.endpoint, backoffLimit=0)
+    body = s3_finetunejob(NAME, bucket, s3.endpoint, backoffLimit=0)
     pod = _start_training(api_client, namespace, body)
     core = client.CoreV1Api(api_client)
     # The Eviction API (as a node drain uses it) marks the pod DisruptionTarget and deletes it.
@@ -178,7 +175,7 @@ def test_a_queued_job_waits_for_kueue_to_admit_it(
         api_client,
         namespace,
         "finetunejobs",
-        make_finetunejob(NAME, bucket, s3.endpoint, queueName="gpus"),
+        s3_finetunejob(NAME, bucket, s3.endpoint, queueName="gpus"),
     )
     finish_pod(
         api_client, running_pod(api_client, namespace, f"{NAME}-validate"), 0, validation_summary()

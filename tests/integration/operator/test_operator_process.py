@@ -9,13 +9,14 @@ import pytest
 from kubernetes import client
 
 from localcluster import Cluster, S3Info
+from support.factories import s3_finetunejob
 from support.helm import CHART, helm, service_account_kubeconfig
 from support.operator import OperatorProcess
 from support.polling import eventually
 from support.resources import create, phase_is, read_job, status_of
 from support.trainerside import finish_training, pass_validation, running_pod
 
-from .conftest import make_finetunejob, make_secret
+from .conftest import make_secret
 
 NAME = "support-bot"
 
@@ -41,7 +42,7 @@ def test_operator_killed_mid_job_resumes_without_duplicates(
     make_secret(api_client, ns, s3)
     first = OperatorProcess(cluster.info.kubeconfig, tmp_path / "a.log", KUBETUNE_NAMESPACES=ns)
     first.start()
-    create(api_client, ns, "finetunejobs", make_finetunejob(NAME, bucket, s3.endpoint))
+    create(api_client, ns, "finetunejobs", s3_finetunejob(NAME, bucket, s3.endpoint))
     pass_validation(api_client, ns, NAME)
     eventually(lambda: phase_is(api_client, ns, NAME, "Running"), what="Running")
     before = status_of(api_client, ns, "finetunejobs", NAME)
@@ -92,7 +93,7 @@ def test_of_two_replicas_only_the_leader_acts(
         leader = next(r for r in replicas if r.identity == holder)
         standby = next(r for r in replicas if r.identity != holder)
 
-        create(api_client, ns, "finetunejobs", make_finetunejob(NAME, bucket, s3.endpoint))
+        create(api_client, ns, "finetunejobs", s3_finetunejob(NAME, bucket, s3.endpoint))
         pass_validation(api_client, ns, NAME)
         eventually(lambda: phase_is(api_client, ns, NAME, "Running"), what="Running")
         assert 'kubetune_reconciles_total{kind="FineTuneJob",result="success"}' in leader.metrics()
@@ -172,7 +173,7 @@ def test_the_charts_service_account_is_enough_for_the_whole_lifecycle(
         )
         operator.start()
         try:
-            create(api_client, ns, "finetunejobs", make_finetunejob(NAME, bucket, s3.endpoint))
+            create(api_client, ns, "finetunejobs", s3_finetunejob(NAME, bucket, s3.endpoint))
             pass_validation(api_client, ns, NAME)
             eventually(lambda: phase_is(api_client, ns, NAME, "Running"), what="Running")
             running_pod(api_client, ns, f"{NAME}-train")

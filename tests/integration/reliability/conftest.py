@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -87,27 +86,3 @@ def install_crds(api: client.ApiClient) -> None:
             ),
             what=f"CRD {name} Established",
         )
-
-
-def kwok_finetunejob(name: str, bucket: str, endpoint: str) -> dict[str, Any]:
-    """A FineTuneJob whose pods kwok runs (the test plays the trainer's side)."""
-    access = {"endpoint": endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name},
-        "spec": {
-            "baseModel": {
-                "name": "kubetune/tiny-llama",
-                "uri": f"s3://{bucket}/models/tiny/",
-                **access,
-            },
-            "dataset": {"uri": f"s3://{bucket}/data/train.jsonl", "validationSplit": 0.1, **access},
-            "method": "qlora",
-            "lora": {"r": 8, "alpha": 16},
-            "training": {"maxSteps": 20},
-            "resources": {"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3"},
-            "output": {"uri": f"s3://{bucket}/adapters/{name}/", **access},
-            "adapter": {"name": name, "version": "v1"},
-        },
-    }

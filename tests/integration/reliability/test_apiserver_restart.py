@@ -18,6 +18,7 @@ from kubernetes import client
 from kubetune import artifacts
 from kubetune.api import FineTuneJob
 from localcluster import Cluster, S3Info
+from support.factories import s3_finetunejob
 from support.operator import OperatorProcess
 from support.polling import eventually
 from support.resources import create, get, make_secret, phase_is, status_of
@@ -29,7 +30,7 @@ from support.trainerside import (
     write_progress,
 )
 
-from .conftest import install_crds, kwok_finetunejob, make_namespace
+from .conftest import install_crds, make_namespace
 
 NAME = "steady-bot"
 
@@ -50,7 +51,7 @@ def test_the_operator_rides_out_an_apiserver_restart_mid_run(
     )
     operator.start()
     try:
-        create(api, ns, "finetunejobs", kwok_finetunejob(NAME, bucket, s3.endpoint))
+        create(api, ns, "finetunejobs", s3_finetunejob(NAME, bucket, s3.endpoint, adapter=NAME))
         pass_validation(api, ns, NAME)
         eventually(lambda: phase_is(api, ns, NAME, "Running"), what="Running")
         job = FineTuneJob.model_validate(get(api, ns, "finetunejobs", NAME))
@@ -74,7 +75,7 @@ def test_the_operator_rides_out_an_apiserver_restart_mid_run(
             ),
             what="Adapter Ready",
         )
-        later = kwok_finetunejob("later-bot", bucket, s3.endpoint)
+        later = s3_finetunejob("later-bot", bucket, s3.endpoint, adapter="later-bot")
         create(api, ns, "finetunejobs", later)
         eventually(lambda: phase_is(api, ns, "later-bot", "Validating"), what="a new run seen")
         assert operator.proc is not None

@@ -30,12 +30,11 @@ from kubernetes import client
 from kubetune import artifacts
 from kubetune.api import FineTuneJob, constants
 from localcluster import Cluster, S3Info
+from support.factories import s3_finetunejob
 from support.operator import OperatorProcess
 from support.polling import eventually
 from support.resources import conditions, create, get, make_secret, phase_is, status_of
 from support.trainerside import finish_training, pass_validation, running_pod, write_progress
-
-from .conftest import kwok_finetunejob
 
 NAME = "chaos-bot"
 KILLS = 10
@@ -113,10 +112,11 @@ def test_operator_sigkilled_at_ten_random_points_leaves_one_of_everything(
             (status_of(api, ns, "finetunejobs", NAME).get("progress") or {}).get("step") == step
         )
 
+    body = s3_finetunejob(NAME, bucket, s3.endpoint, adapter=NAME)
     steps = [
         Step(
             "create",
-            lambda: create(api, ns, "finetunejobs", kwok_finetunejob(NAME, bucket, s3.endpoint)),
+            lambda: create(api, ns, "finetunejobs", body),
             lambda: phase_is(api, ns, NAME, "Validating") and _job(api, ns, f"{NAME}-validate"),
         ),
         Step(

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from kubernetes import client
 
 from localcluster import S3Info
+from support.factories import s3_finetunejob
 from support.handlerlog import handler_failures, log_size
 from support.operator import OperatorProcess
 from support.polling import eventually
@@ -32,8 +33,6 @@ from support.resources import GROUP, VERSION, create, get, status_of
 from support.specfuzz import mutated
 from support.trainerside import publish_artifact
 from support.writes import WriteCounter
-
-from ..conftest import make_finetunejob
 
 EXAMPLES = int(os.environ.get("KUBETUNE_FUZZ_EXAMPLES", "40"))
 SEED = os.environ.get("KUBETUNE_FUZZ_SEED")
@@ -87,7 +86,7 @@ def _adapter_settled(obj: dict[str, Any]) -> bool:
 
 def _kinds(bucket: str, s3: S3Info, adapter_uri: str, digest: str) -> list[Kind]:
     access = {"endpoint": s3.endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
-    ftj = make_finetunejob("base", bucket, s3.endpoint)
+    ftj = s3_finetunejob("base", bucket, s3.endpoint)
     adapter = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Adapter",

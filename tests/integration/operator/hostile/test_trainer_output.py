@@ -12,13 +12,12 @@ from kubernetes import client
 from kubetune import artifacts
 from kubetune.api import FineTuneJob
 from localcluster import S3Info
+from support.factories import s3_finetunejob
 from support.handlerlog import handler_failures, log_size
 from support.operator import OperatorProcess
 from support.polling import eventually
 from support.resources import conditions, create, get, phase_is, status_of
 from support.trainerside import finish_pod, pass_validation, running_pod, write_progress
-
-from ..conftest import make_finetunejob
 
 
 def test_a_run_whose_manifest_escapes_its_prefix_fails_with_manifest_invalid(
@@ -29,7 +28,7 @@ def test_a_run_whose_manifest_escapes_its_prefix_fails_with_manifest_invalid(
     bucket: str,
     s3_secret: str,
 ) -> None:
-    create(api_client, namespace, "finetunejobs", make_finetunejob("bot", bucket, s3.endpoint))
+    create(api_client, namespace, "finetunejobs", s3_finetunejob("bot", bucket, s3.endpoint))
     pass_validation(api_client, namespace, "bot")
     pod = running_pod(api_client, namespace, "bot-train")
     job = FineTuneJob.model_validate(get(api_client, namespace, "finetunejobs", "bot"))
@@ -67,7 +66,7 @@ def test_a_validation_summary_of_the_wrong_shape_is_ignored_not_fatal(
 ) -> None:
     """The summary is whatever the pod's image wrote (users choose the image)."""
     start = log_size(operator)
-    create(api_client, namespace, "finetunejobs", make_finetunejob("bot", bucket, s3.endpoint))
+    create(api_client, namespace, "finetunejobs", s3_finetunejob("bot", bucket, s3.endpoint))
     summary = {"phase": "Validated", "reason": "DatasetValid", "message": "ok"}
     summary["dataset"] = {"records": "lots", "format": "pickle", "sha256": ["x"]}
     finish_pod(api_client, running_pod(api_client, namespace, "bot-validate"), 0, summary)
@@ -87,7 +86,7 @@ def test_progress_of_the_wrong_shape_is_ignored(
     s3_secret: str,
 ) -> None:
     start = log_size(operator)
-    create(api_client, namespace, "finetunejobs", make_finetunejob("bot", bucket, s3.endpoint))
+    create(api_client, namespace, "finetunejobs", s3_finetunejob("bot", bucket, s3.endpoint))
     pass_validation(api_client, namespace, "bot")
     eventually(lambda: phase_is(api_client, namespace, "bot", "Running"), what="Running")
     job = FineTuneJob.model_validate(get(api_client, namespace, "finetunejobs", "bot"))

@@ -17,12 +17,11 @@ import pytest
 from kubernetes import client
 
 from localcluster import S3Info
+from support.factories import s3_finetunejob
 from support.operator import OperatorProcess
 from support.polling import eventually
 from support.resources import GROUP, VERSION, conditions, create, get, phase_is, status_of
 from support.trainerside import finish_training, pass_validation
-
-from ..conftest import make_finetunejob
 
 RESTRICTED = "pod-security.kubernetes.io/enforce"
 KINDS = ("finetunejobs", "adapters", "inferencedeployments")
@@ -114,7 +113,7 @@ def test_a_whole_lifecycle_leaks_no_secret_and_passes_restricted_pod_security(
     leaks = [canary, s3.secret_key]
     leaks += [base64.b64encode(value.encode()).decode() for value in leaks]
 
-    job = make_finetunejob("support-bot", bucket, s3.endpoint)
+    job = s3_finetunejob("support-bot", bucket, s3.endpoint)
     job["spec"]["baseModel"]["tokenSecretRef"] = {"name": "hf-token", "key": "token"}
     create(api_client, namespace, "finetunejobs", job)
     pass_validation(api_client, namespace, "support-bot")
@@ -180,7 +179,7 @@ def test_secret_references_cannot_name_another_namespace(
         {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
     )
     elsewhere = {"name": "s3-creds", "namespace": own_namespace}
-    job = make_finetunejob("reach", bucket, s3.endpoint)
+    job = s3_finetunejob("reach", bucket, s3.endpoint)
     job["spec"]["output"]["credentialsSecretRef"] = elsewhere
 
     with pytest.raises(client.ApiException) as strict:
