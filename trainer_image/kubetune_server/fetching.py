@@ -11,8 +11,9 @@ The order matters:
    digest is the trainer's :func:`~kubetune_trainer.artifacts.describe_files`.
 2. Check, before downloading any weights, that the adapter fits this server: trained on the
    same base model (name and revision) and of a rank within ``--max-lora-rank``.
-3. Download exactly the files the manifest lists into a staging directory and hash them;
-   anything missing, of another size or another sha256 refuses the adapter.
+3. Download exactly the files the manifest lists into a staging directory, hashing each as
+   it is written (a file that could not be hashed on the way is hashed after); anything
+   missing, of another size or another sha256 refuses the adapter.
 4. Check that ``adapter_config.json`` agrees with the manifest (rank) and is servable (no
    DoRA, which PEFT's per-request adapter selection does not support), then rename the
    staging directory to ``<cache>/<digest>``. A cached copy is re-hashed before each use.
@@ -27,20 +28,21 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from kubetune.api import Reason
-from kubetune.artifacts import MANIFEST_NAME, Manifest, digest, join
+from kubetune.artifacts import MANIFEST_NAME, Manifest, ManifestFile, digest, join
 from kubetune.storage.s3 import ArtifactStore, StorageError, make_client
 from kubetune_server.config import AdapterSource, S3Location
 from kubetune_server.errors import AdapterRefusedError, AdapterUnavailableError
 from kubetune_server.settings import Settings
 from kubetune_trainer.artifacts import describe_files
 from kubetune_trainer.errors import TrainerError
+from kubetune_trainer.hashing import FileDigest
 from kubetune_trainer.storage import ObjectStore, S3Uri
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -101,10 +103,12 @@ class AdapterFetcher:
         try:
             store, prefix = ObjectStore(client), S3Uri.parse(source.uri)
             with _transient():  # a missing file is reported by the check below
-                store.download_files(
-                    [(prefix.join(e.path), staging / e.path) for e in manifest.files]
+                targets = {staging / e.path: e.path for e in manifest.files}
+                downloaded = store.download_files(
+                    [(prefix.join(name), path) for path, name in targets.items()]
                 )
-            _check_files(manifest, staging)
+            hashed = {targets[path]: found for path, found in downloaded.digests.items()}
+            _check_files(manifest, staging, hashed)
             verified = self._finish(source, manifest, digest(data), staging)
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
@@ -215,11 +219,20 @@ def _no_manifest(source: AdapterSource) -> AdapterRefusedError:
     )
 
 
-def _problems(manifest: Manifest, directory: Path) -> list[str]:
-    """How the files under ``directory`` differ from the manifest; empty when they match."""
-    problems = []
-    present = [e.path for e in manifest.files if (directory / e.path).is_file()]
+def _problems(
+    manifest: Manifest, directory: Path, hashed: Mapping[str, FileDigest] | None = None
+) -> list[str]:
+    """How the files under ``directory`` differ from the manifest; empty when they match.
+    ``hashed`` holds digests already taken of some files as they were written (see
+    :meth:`~kubetune_trainer.storage.ObjectStore.download_files`); the rest are hashed now."""
+    hashed = hashed or {}
+    present = [
+        e.path for e in manifest.files if e.path not in hashed and (directory / e.path).is_file()
+    ]
     found_files = {f.path: f for f in describe_files(directory, present)}
+    for name, found in hashed.items():
+        found_files[name] = ManifestFile(path=name, sha256=found.sha256, size=found.size)
+    problems = []
     for entry in manifest.files:
         found = found_files.get(entry.path)
         if found is None:
@@ -233,8 +246,10 @@ def _problems(manifest: Manifest, directory: Path) -> list[str]:
     return problems
 
 
-def _check_files(manifest: Manifest, directory: Path) -> None:
-    problems = _problems(manifest, directory)
+def _check_files(
+    manifest: Manifest, directory: Path, hashed: Mapping[str, FileDigest] | None = None
+) -> None:
+    problems = _problems(manifest, directory, hashed)
     if problems:
         raise AdapterRefusedError(
             Reason.DIGEST_MISMATCH, f"files do not match the manifest: {'; '.join(problems[:3])}"

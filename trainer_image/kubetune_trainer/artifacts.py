@@ -4,12 +4,13 @@ The artifact is the PEFT adapter (weights and adapter_config.json) and the token
 trained with (including the chat template), so serving renders prompts exactly as training
 did. The manifest (:class:`kubetune.artifacts.Manifest`) lists every file with its sha256
 and size; it is uploaded only after every file is, so its presence means the artifact is
-complete, and its digest is what an ``Adapter`` records and verifies.
+complete, and its digest is what an ``Adapter`` records and verifies. The trainer hashes
+each file as it uploads it (:func:`publish_adapter`), so the manifest describes exactly the
+bytes sent and hashing costs no time of its own.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubetune.api import FineTuneJobSpec
+from kubetune.api import FineTuneJobSpec, Reason
 from kubetune.artifacts import MANIFEST_NAME, Manifest, ManifestFile, digest
 from kubetune_trainer import __version__
+from kubetune_trainer.errors import TrainerError
+from kubetune_trainer.hashing import hash_file
 from kubetune_trainer.layout import RunLayout
 from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore
 
-_CHUNK = 1 << 20
 log = logging.getLogger(__name__)
 
 
@@ -54,19 +56,45 @@ def save_adapter(model: Any, tokenizer: Any, directory: Path) -> None:
 
 def describe_file(directory: Path, name: str) -> ManifestFile:
     """A file's manifest entry: its path, sha256 and size."""
-    sha = hashlib.sha256()
-    size = 0
     with (directory / name).open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            sha.update(chunk)
-            size += len(chunk)
-    return ManifestFile(path=name, sha256=sha.hexdigest(), size=size)
+        found = hash_file(handle)
+    return ManifestFile(path=name, sha256=found.sha256, size=found.size)
 
 
 def describe_files(directory: Path, names: list[str]) -> list[ManifestFile]:
     """Manifest entries of several files, hashed in parallel (hashlib releases the GIL)."""
     with ThreadPoolExecutor(max_workers=min(4, len(names)) or 1) as pool:
         return list(pool.map(lambda name: describe_file(directory, name), names))
+
+
+def adapter_files(directory: Path) -> list[str]:
+    """The names of the files an artifact of ``directory`` holds, sorted."""
+    return sorted(
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if p.is_file() and p.name != MANIFEST_NAME
+    )
+
+
+def manifest_of(
+    spec: FineTuneJobSpec,
+    files: list[ManifestFile],
+    *,
+    run_id: str,
+    metrics: dict[str, float | int],
+    dataset_sha256: str,
+) -> Manifest:
+    """The manifest of a run's artifact made of ``files``."""
+    return Manifest(
+        run_id=run_id,
+        base_model={"name": spec.base_model.name, "revision": spec.base_model.revision},
+        lora=spec.lora.model_dump(mode="json"),
+        files=files,
+        metrics=metrics,
+        dataset={"uri": spec.dataset.uri, "sha256": dataset_sha256},
+        trainer_version=__version__,
+        created_at=datetime.now(UTC),
+    )
 
 
 def build_manifest(
@@ -77,29 +105,61 @@ def build_manifest(
     metrics: dict[str, float | int],
     dataset_sha256: str,
 ) -> Manifest:
-    """The manifest of the files under ``directory``."""
-    names = sorted(
-        p.relative_to(directory).as_posix()
-        for p in directory.rglob("*")
-        if p.is_file() and p.name != MANIFEST_NAME
-    )
-    return Manifest(
+    """The manifest of the files under ``directory``, hashed on disk."""
+    names = adapter_files(directory)
+    return manifest_of(
+        spec,
+        describe_files(directory, names),
         run_id=run_id,
-        base_model={"name": spec.base_model.name, "revision": spec.base_model.revision},
-        lora=spec.lora.model_dump(mode="json"),
-        files=describe_files(directory, names),
         metrics=metrics,
-        dataset={"uri": spec.dataset.uri, "sha256": dataset_sha256},
-        trainer_version=__version__,
-        created_at=datetime.now(UTC),
+        dataset_sha256=dataset_sha256,
     )
+
+
+def publish_adapter(
+    store: ObjectStore,
+    layout: RunLayout,
+    directory: Path,
+    spec: FineTuneJobSpec,
+    *,
+    run_id: str,
+    metrics: dict[str, float | int],
+    dataset_sha256: str,
+) -> Artifact:
+    """Upload every file under ``directory``, hashing each byte as it is sent, then the
+    manifest of exactly those bytes: no hashing pass before the upload, and a file that
+    changes meanwhile is described as it was sent."""
+    names = adapter_files(directory)
+    sent = store.upload_files([(directory / name, layout.adapter.join(name)) for name in names])
+    files = [
+        ManifestFile(path=n, sha256=d.sha256, size=d.size) for n, d in zip(names, sent, strict=True)
+    ]
+    manifest = manifest_of(
+        spec, files, run_id=run_id, metrics=metrics, dataset_sha256=dataset_sha256
+    )
+    return _write_manifest(store, layout, manifest)
 
 
 def publish_artifact(
     store: ObjectStore, layout: RunLayout, directory: Path, manifest: Manifest
 ) -> Artifact:
-    """Upload every file the manifest lists, then the manifest."""
-    store.upload_files([(directory / e.path, layout.adapter.join(e.path)) for e in manifest.files])
+    """Upload every file ``manifest`` lists, then the manifest, provided the bytes sent are
+    the ones it describes."""
+    sent = store.upload_files(
+        [(directory / e.path, layout.adapter.join(e.path)) for e in manifest.files]
+    )
+    for entry, found in zip(manifest.files, sent, strict=True):
+        if (found.sha256, found.size) != (entry.sha256, entry.size):
+            raise TrainerError(
+                Reason.DIGEST_MISMATCH,
+                f"{entry.path} changed after it was described: sent sha256 {found.sha256} "
+                f"({found.size} bytes), the manifest says {entry.sha256} ({entry.size} bytes)",
+            )
+    return _write_manifest(store, layout, manifest)
+
+
+def _write_manifest(store: ObjectStore, layout: RunLayout, manifest: Manifest) -> Artifact:
+    """The manifest goes last: its presence means every file it lists is there."""
     data = manifest.to_bytes()
     store.put_bytes(data, layout.manifest)
     log.info("adapter published to %s (%s)", layout.adapter, digest(data))

@@ -24,13 +24,7 @@ from transformers.trainer_callback import PrinterCallback
 from kubetune.api import FineTuneJobSpec, Reason
 from kubetune.artifacts import run_id as run_id_for
 from kubetune_trainer import distributed
-from kubetune_trainer.artifacts import (
-    Artifact,
-    build_manifest,
-    find_artifact,
-    publish_artifact,
-    save_adapter,
-)
+from kubetune_trainer.artifacts import Artifact, find_artifact, publish_adapter, save_adapter
 from kubetune_trainer.checkpoints import CheckpointUploader, restore_newest
 from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.layout import RunLayout
@@ -155,10 +149,15 @@ def _train(
     if distributed.is_main():
         directory = settings.workdir / "adapter"
         save_adapter(trainer.model, inputs.tokenizer, directory)
-        manifest = build_manifest(
-            spec, directory, run_id=run_id, metrics=metrics, dataset_sha256=inputs.dataset.digest
+        artifact = publish_adapter(
+            store,
+            layout,
+            directory,
+            spec,
+            run_id=run_id,
+            metrics=metrics,
+            dataset_sha256=inputs.dataset.digest,
         )
-        artifact = publish_artifact(store, layout, directory, manifest)
     distributed.barrier()
     if artifact is None:
         return {"phase": "Succeeded", "reason": str(Reason.COMPLETED), "runId": run_id}

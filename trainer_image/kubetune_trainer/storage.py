@@ -16,18 +16,21 @@ with ``S3Unavailable``. Denied access and missing objects are never retried.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 from kubetune.api import Reason, S3Access
 from kubetune_trainer.errors import TrainerError
+from kubetune_trainer.hashing import FileDigest, HashingReader, HashingWriter
 
 MIB = 1 << 20
 RETRY_ENV = "KUBETUNE_S3_RETRY_SECONDS"
@@ -85,6 +88,23 @@ class S3Uri:
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass
+class Downloaded:
+    """What :meth:`ObjectStore.download_files` brought: the objects that do not exist, and
+    the digests of the files it could hash on the way (the others need hashing on disk)."""
+
+    missing: list[S3Uri] = field(default_factory=list)
+    digests: dict[Path, FileDigest] = field(default_factory=dict)
+
+
+def _vouched(sent: HashingReader | FileDigest, path: Path) -> FileDigest:
+    """The digest of the bytes sent; a file not read once, in order, is a bug to report."""
+    found = sent if isinstance(sent, FileDigest) else sent.digest()
+    if found is None:
+        raise RuntimeError(f"{path} was not read once, in order, while uploading")
+    return found
 
 
 def _credentials(role: Role) -> dict[str, str]:
@@ -235,38 +255,83 @@ class ObjectStore:
             lambda: self.client.upload_file(str(path), uri.bucket, uri.key, Config=self.transfer),
         )
 
-    def upload_files(self, pairs: Sequence[tuple[Path, S3Uri]]) -> None:
+    def _upload_hashed(self, path: Path, uri: S3Uri) -> FileDigest:
+        """Upload one file, failing as :meth:`upload_file` does; returns the digest of the
+        bytes sent."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import ClientError
+
+        def attempt() -> FileDigest:
+            with path.open("rb") as handle:
+                body, sent = self._body(handle)
+                try:
+                    self.client.upload_fileobj(body, uri.bucket, uri.key, Config=self.transfer)
+                except ClientError as exc:  # boto3's upload_file wraps it so; so do we
+                    raise S3UploadFailedError(f"Failed to upload {path} to {uri}: {exc}") from exc
+            return _vouched(sent, path)
+
+        return self._retried("upload to", uri, attempt)
+
+    def upload_files(self, pairs: Sequence[tuple[Path, S3Uri]]) -> list[FileDigest]:
         """Upload several files at once, all their parts sharing one pool of ``concurrency``
-        connections (as ``aws s3 cp --recursive`` does); a file that fails is retried alone."""
+        connections (as ``aws s3 cp --recursive`` does), and hash each file's bytes as they are
+        sent; returns their digests, in order. A file that fails is retried alone."""
         from boto3.s3.transfer import create_transfer_manager
 
-        with create_transfer_manager(self.client, self.transfer) as manager:
-            futures = [(manager.upload(str(p), u.bucket, u.key), p, u) for p, u in pairs]
-        for future, path, uri in futures:
+        uploads = []
+        with ExitStack() as files, create_transfer_manager(self.client, self.transfer) as manager:
+            for path, uri in pairs:
+                body, sent = self._body(files.enter_context(path.open("rb")))
+                uploads.append((manager.upload(body, uri.bucket, uri.key), sent, path, uri))
+        digests = []
+        for future, sent, path, uri in uploads:
             try:
                 future.result()
+                digests.append(_vouched(sent, path))
             except Exception:  # the single-file path translates the error and retries
-                self.upload_file(path, uri)
+                digests.append(self._upload_hashed(path, uri))
+        return digests
 
-    def download_files(self, pairs: Sequence[tuple[S3Uri, Path]]) -> list[S3Uri]:
-        """Download several objects at once (see :meth:`upload_files`); returns those that do
-        not exist."""
+    def _body(self, handle: BinaryIO) -> tuple[BinaryIO, HashingReader | FileDigest]:
+        """What to send of an open file, and what will know the digest of what was sent: a
+        small file is read and hashed at once (botocore may read a single-request body more
+        than once); a large one is hashed part by part as s3transfer reads it, in order."""
+        if os.fstat(handle.fileno()).st_size < self.transfer.multipart_threshold:
+            data = handle.read()
+            return io.BytesIO(data), FileDigest(hashlib.sha256(data).hexdigest(), len(data))
+        reader = HashingReader(handle)
+        return cast(BinaryIO, reader), reader
+
+    def download_files(self, pairs: Sequence[tuple[S3Uri, Path]]) -> Downloaded:
+        """Download several objects at once (see :meth:`upload_files`), hashing each file's
+        contiguous prefix as it is written; reports the objects that do not exist and the
+        digests of the files whose every byte was hashed on the way."""
         from boto3.s3.transfer import create_transfer_manager
 
         for _, path in pairs:
             path.parent.mkdir(parents=True, exist_ok=True)
-        with create_transfer_manager(self.client, self.transfer) as manager:
-            futures = [(manager.download(u.bucket, u.key, str(p)), u, p) for u, p in pairs]
-        missing = []
-        for future, uri, path in futures:
+        downloads = []
+        with ExitStack() as files:
+            with create_transfer_manager(self.client, self.transfer) as manager:
+                for uri, path in pairs:
+                    writer = HashingWriter(files.enter_context(path.open("w+b", buffering=0)))
+                    future = manager.download(uri.bucket, uri.key, writer)
+                    downloads.append((future, writer, uri, path))
+            found = [writer.digest() for _, writer, _, _ in downloads]  # before the files close
+        result = Downloaded()
+        for (future, _, uri, path), digest in zip(downloads, found, strict=True):
             try:
                 future.result()
             except Exception:  # the single-file path translates the error and retries
+                path.unlink(missing_ok=True)
                 try:
                     self.download_file(uri, path)
                 except ObjectNotFoundError:
-                    missing.append(uri)
-        return missing
+                    result.missing.append(uri)
+                continue
+            if digest is not None:
+                result.digests[path] = digest
+        return result
 
     def put_bytes(
         self,

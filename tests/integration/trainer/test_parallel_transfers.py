@@ -1,13 +1,24 @@
-"""Several files travel at once (as an adapter directory does) and arrive intact; a missing
-object or bucket is reported as the one-file path reports it."""
+"""Several files travel at once (as an adapter directory does), hashed on the way, and arrive
+intact; a missing object or bucket is reported as the one-file path reports it; bytes that
+are not what the manifest says never pass, whichever way they travel."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 
 import pytest
 
+from kubetune.api import FineTuneJobSpec
+from kubetune_server.config import AdapterSource, S3Location
+from kubetune_server.errors import AdapterRefusedError
+from kubetune_server.fetching import AdapterFetcher
+from kubetune_server.settings import AdapterSettings, ModelSettings, Settings
+from kubetune_trainer.artifacts import build_manifest, publish_adapter, publish_artifact
 from kubetune_trainer.errors import TrainerError
+from kubetune_trainer.hashing import FileDigest
+from kubetune_trainer.layout import RunLayout
 from kubetune_trainer.storage import MIB, ObjectStore, S3Uri
 
 SIZES = {"adapter_model.safetensors": 11 * MIB + 7, "tokenizer.json": 3 * MIB, "a/b.json": 10}
@@ -26,15 +37,19 @@ def test_files_go_up_and_come_back_together_intact(s3, bucket, files, tmp_path):
     store = ObjectStore(s3.client(), part_size=5 * MIB)
     prefix = S3Uri(bucket, "run/adapter/")
 
-    store.upload_files([(files / name, prefix.join(name)) for name in SIZES])
-    missing = store.download_files(
+    sent = store.upload_files([(files / name, prefix.join(name)) for name in SIZES])
+    downloaded = store.download_files(
         [(prefix.join(name), tmp_path / "copy" / name) for name in [*SIZES, "gone.bin"]]
     )
 
     assert store.list(prefix) == SIZES
     head = s3.client().head_object(Bucket=bucket, Key=prefix.join("adapter_model.safetensors").key)
     assert head["ETag"].strip('"').endswith("-3"), "the large file went up in parts"
-    assert missing == [prefix.join("gone.bin")]
+    assert downloaded.missing == [prefix.join("gone.bin")]
+    assert not (tmp_path / "copy/gone.bin").exists()
+    expected = {name: sha256_of((files / name).read_bytes()) for name in SIZES}
+    assert dict(zip(SIZES, sent, strict=True)) == expected
+    assert downloaded.digests == {tmp_path / "copy" / name: expected[name] for name in SIZES}
     for name in SIZES:
         assert (tmp_path / "copy" / name).read_bytes() == (files / name).read_bytes()
 
@@ -50,3 +65,85 @@ def test_an_upload_to_a_missing_bucket_fails_as_one_file_would(s3, files):
 
     assert together.value.reason == alone.value.reason
     assert str(target) in together.value.message
+
+
+def sha256_of(data: bytes) -> FileDigest:
+    return FileDigest(hashlib.sha256(data).hexdigest(), len(data))
+
+
+SPEC = FineTuneJobSpec.model_validate(
+    {
+        "baseModel": {"name": "org/base"},
+        "dataset": {"uri": "s3://datasets/train.jsonl"},
+        "output": {"uri": "s3://unused/out/"},
+        "adapter": {"name": "bot", "version": "v1"},
+        "lora": {"r": 4, "alpha": 8},
+    }
+)
+
+
+@pytest.fixture
+def adapter(files):
+    (files / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    return files
+
+
+def test_a_file_changed_after_it_was_described_is_not_published(s3, bucket, adapter):
+    manifest = build_manifest(SPEC, adapter, run_id="run1", metrics={}, dataset_sha256="0" * 64)
+    (adapter / "tokenizer.json").write_bytes(os.urandom(3 * MIB))
+    layout = RunLayout.of(f"s3://{bucket}/out/", "run1")
+
+    with pytest.raises(TrainerError) as caught:
+        publish_artifact(ObjectStore(s3.client()), layout, adapter, manifest)
+
+    assert caught.value.reason == "DigestMismatch"
+    assert "tokenizer.json changed after it was described" in caught.value.message
+    assert ObjectStore(s3.client()).size(layout.manifest) is None, "no manifest, no artifact"
+
+
+def test_a_published_adapter_pulls_verified_and_a_tampered_part_is_refused(
+    s3, bucket, adapter, tmp_path, monkeypatch
+):
+    """The trainer's manifest describes the bytes it sent; the server hashes the bytes it
+    writes; one flipped byte in the second part of the large file refuses the adapter."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    store = ObjectStore(s3.client(), part_size=5 * MIB)
+    layout = RunLayout.of(f"s3://{bucket}/out/", "run1")
+    artifact = publish_adapter(
+        store, layout, adapter, SPEC, run_id="run1", metrics={}, dataset_sha256="0" * 64
+    )
+    assert artifact.manifest == build_manifest(
+        SPEC, adapter, run_id="run1", metrics={}, dataset_sha256="0" * 64
+    ).model_copy(update={"created_at": artifact.manifest.created_at})
+    fetcher = AdapterFetcher(
+        Settings(
+            model=ModelSettings(name="org/base"),
+            adapters=AdapterSettings(cache_dir=tmp_path / "cache"),
+        )
+    )
+    source = AdapterSource(
+        version="bot-v1",
+        uri=artifact.uri,
+        digest=artifact.digest,
+        s3=S3Location(endpoint=s3.endpoint),
+    )
+
+    verified = fetcher.fetch(source)
+    for name in SIZES:
+        assert (verified.directory / name).read_bytes() == (adapter / name).read_bytes()
+
+    weights = bytearray((adapter / "adapter_model.safetensors").read_bytes())
+    weights[9 * MIB] ^= 0xFF
+    key = layout.adapter.join("adapter_model.safetensors").key
+    s3.client().put_object(Bucket=bucket, Key=key, Body=bytes(weights))
+    with pytest.raises(AdapterRefusedError) as caught:
+        AdapterFetcher(
+            Settings(
+                model=ModelSettings(name="org/base"),
+                adapters=AdapterSettings(cache_dir=tmp_path / "other-cache"),
+            )
+        ).fetch(source)
+    assert caught.value.reason == "DigestMismatch"
+    assert "adapter_model.safetensors" in caught.value.message
+    assert [p.name for p in (tmp_path / "other-cache").iterdir()] == [], "nothing staged stays"
