@@ -3,7 +3,8 @@
 The spec's fields map one to one onto bitsandbytes' ``BitsAndBytesConfig`` and PEFT's
 ``LoraConfig``. Whatever the method, the model is set up so that packed batches stay
 separate: ``use_cache`` is off, because transformers only derives per-example attention from
-position ids when no KV cache is in play.
+position ids when no KV cache is in play. LoRA dropout is PEFT's, drawn more cheaply on CPU
+(:mod:`kubetune_trainer.lora_dropout`).
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def load_model(
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
+    from kubetune_trainer import lora_dropout
+
     kwargs: dict[str, Any] = {"revision": ref.revision, "token": ref.token}
     if quantization is not None:
         kwargs["quantization_config"] = quantization_config(quantization)
@@ -129,4 +132,6 @@ def load_model(
             use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    return get_peft_model(model, lora_config(lora))
+    model = get_peft_model(model, lora_config(lora))
+    lora_dropout.install(model)
+    return model
