@@ -5,6 +5,10 @@ accumulation with loss normalised over the real token count, cosine/linear sched
 warmup, DDP across processes, and checkpoints that carry optimizer, scheduler, RNG and data
 position so a resumed run continues exactly.
 
+Packed rows on CPU use :mod:`kubetune_trainer.packed_attention`, which computes each
+example's own causal block instead of the whole row's masked square; on GPUs transformers'
+own attention is kept (its fused kernels are a different trade-off, not measured here).
+
 Unpacked examples are batched by length (``group_by_length``): every batch is padded to its
 longest row, and with the long-tailed lengths of real data random batches spend much of
 their compute on padding. Packed rows are all about ``maxSeqLength`` long already, so they
@@ -126,8 +130,12 @@ def build_trainer(
     """A Trainer over the prepared examples, packed when the spec says so."""
     from transformers import EarlyStoppingCallback
 
+    from kubetune_trainer import packed_attention
+
     length = spec.training.max_seq_length
     rows = (lambda e: pack(e, length)) if spec.training.packing else unpacked
+    if spec.training.packing and args.use_cpu:
+        packed_attention.enable(model)
     extra = []
     if args.metric_for_best_model and spec.training.early_stopping is not None:
         stopping = spec.training.early_stopping

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from kubetune.api import LoraConfig, Precision
+from kubetune_trainer import packed_attention
 from kubetune_trainer.datasets.packing import LengthGroupedOrder
 from kubetune_trainer.datasets.preparing import PreparedDataset
 from kubetune_trainer.datasets.tokenization import TokenizedExample
@@ -96,3 +97,11 @@ def test_the_trainer_draws_packed_rows_at_random(tmp_path, tiny_model, tokenizer
     trainer = trainer_for(tmp_path, tiny_model, tokenizer, packing=True)
 
     assert not isinstance(trainer._get_train_sampler(), LengthGroupedOrder)
+
+
+def test_only_packed_rows_on_cpu_get_per_example_attention(tmp_path, tiny_model, tokenizer):
+    packed = trainer_for(tmp_path / "packed", tiny_model, tokenizer, packing=True)
+    plain = trainer_for(tmp_path / "plain", tiny_model, tokenizer, packing=False)
+
+    assert packed.model.get_base_model().config._attn_implementation == packed_attention.NAME
+    assert plain.model.get_base_model().config._attn_implementation == "sdpa"
