@@ -117,17 +117,24 @@ def _credentials(role: Role) -> dict[str, str]:
     return {arg: value for arg, value in found.items() if value}
 
 
-def make_client(access: S3Access | None, role: Role) -> Any:
-    """A boto3 S3 client for one location, with retries and path-style addressing."""
+def make_client(access: S3Access | None, role: Role, *, sign_bodies: bool = True) -> Any:
+    """A boto3 S3 client for one location, with retries and path-style addressing.
+
+    ``sign_bodies=False`` leaves request bodies out of the SigV4 signature (``UNSIGNED-PAYLOAD``,
+    botocore's default over https), sparing a sha256 pass over every byte on each side; only
+    for bodies that a signed manifest pins by sha256 and that every reader verifies."""
     import boto3
     from botocore.config import Config
 
+    s3: dict[str, Any] = {"addressing_style": "path"}
+    if not sign_bodies:
+        s3["payload_signing_enabled"] = False
     # botocore rides out a blip; ObjectStore's deadline (see the module) rides out an outage.
     config = Config(
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
-        s3={"addressing_style": "path"},
+        s3=s3,
         # Every artifact file is checked against the sha256 of its manifest, end to end;
         # botocore's per-request CRC on top would hash each byte a second time.
         request_checksum_calculation="when_required",
@@ -198,12 +205,17 @@ def retry_seconds_from_env() -> float:
 
 class ObjectStore:
     """The few S3 operations the trainer needs, each translated by :func:`s3_errors` and
-    retried while S3 is unavailable, for up to ``retry_seconds``."""
+    retried while S3 is unavailable, for up to ``retry_seconds``.
+
+    ``hashed_client`` (default ``client``) sends the files of :meth:`upload_files`, whose
+    sha256 the caller publishes in a manifest: it may be one that does not sign bodies (see
+    :func:`make_client`)."""
 
     def __init__(
         self,
         client: Any,
         *,
+        hashed_client: Any = None,
         part_size: int = 8 * MIB,
         concurrency: int = 10,
         retry_seconds: float = 0.0,
@@ -211,6 +223,7 @@ class ObjectStore:
         from boto3.s3.transfer import TransferConfig
 
         self.client = client
+        self.hashed_client = hashed_client or client
         self.retry_seconds = retry_seconds
         self.transfer = TransferConfig(
             multipart_threshold=part_size,
@@ -265,7 +278,9 @@ class ObjectStore:
             with path.open("rb") as handle:
                 body, sent = self._body(handle)
                 try:
-                    self.client.upload_fileobj(body, uri.bucket, uri.key, Config=self.transfer)
+                    self.hashed_client.upload_fileobj(
+                        body, uri.bucket, uri.key, Config=self.transfer
+                    )
                 except ClientError as exc:  # boto3's upload_file wraps it so; so do we
                     raise S3UploadFailedError(f"Failed to upload {path} to {uri}: {exc}") from exc
             return _vouched(sent, path)
@@ -279,7 +294,10 @@ class ObjectStore:
         from boto3.s3.transfer import create_transfer_manager
 
         uploads = []
-        with ExitStack() as files, create_transfer_manager(self.client, self.transfer) as manager:
+        with (
+            ExitStack() as files,
+            create_transfer_manager(self.hashed_client, self.transfer) as manager,
+        ):
             for path, uri in pairs:
                 body, sent = self._body(files.enter_context(path.open("rb")))
                 uploads.append((manager.upload(body, uri.bucket, uri.key), sent, path, uri))
@@ -423,5 +441,10 @@ class ObjectStore:
 
 
 def make_store(access: S3Access | None, role: Role) -> ObjectStore:
-    """The trainer's store for one location, riding out outages (see the module)."""
-    return ObjectStore(make_client(access, role), retry_seconds=retry_seconds_from_env())
+    """The trainer's store for one location, riding out outages (see the module); adapter
+    files go up unsigned, pinned by the manifest, which goes up signed."""
+    return ObjectStore(
+        make_client(access, role),
+        hashed_client=make_client(access, role, sign_bodies=False),
+        retry_seconds=retry_seconds_from_env(),
+    )

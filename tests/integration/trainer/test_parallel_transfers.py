@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from kubetune.api import FineTuneJobSpec
+from kubetune.api import FineTuneJobSpec, S3Access
 from kubetune_server.config import AdapterSource, S3Location
 from kubetune_server.errors import AdapterRefusedError
 from kubetune_server.fetching import AdapterFetcher
@@ -19,7 +19,7 @@ from kubetune_trainer.artifacts import build_manifest, publish_adapter, publish_
 from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.hashing import FileDigest
 from kubetune_trainer.layout import RunLayout
-from kubetune_trainer.storage import MIB, ObjectStore, S3Uri
+from kubetune_trainer.storage import MIB, ObjectStore, Role, S3Uri, make_store
 
 SIZES = {"adapter_model.safetensors": 11 * MIB + 7, "tokenizer.json": 3 * MIB, "a/b.json": 10}
 
@@ -104,11 +104,17 @@ def test_a_file_changed_after_it_was_described_is_not_published(s3, bucket, adap
 def test_a_published_adapter_pulls_verified_and_a_tampered_part_is_refused(
     s3, bucket, adapter, tmp_path, monkeypatch
 ):
-    """The trainer's manifest describes the bytes it sent; the server hashes the bytes it
-    writes; one flipped byte in the second part of the large file refuses the adapter."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
-    store = ObjectStore(s3.client(), part_size=5 * MIB)
+    """The trainer's manifest describes the bytes it sent (file bodies unsigned, the manifest
+    signed); the server hashes the bytes it writes; one flipped byte in the second part of
+    the large file refuses the adapter."""
+    for name, value in {"ACCESS_KEY_ID": s3.access_key, "SECRET_ACCESS_KEY": s3.secret_key}.items():
+        monkeypatch.setenv(f"AWS_{name}", value)
+        monkeypatch.setenv(f"KUBETUNE_S3_OUTPUT_AWS_{name}", value)
+    store = make_store(S3Access(endpoint=s3.endpoint), Role.OUTPUT)
+    store.transfer.multipart_threshold = store.transfer.multipart_chunksize = 5 * MIB
+    signed: dict[str, bool] = {}
+    for client in (store.client, store.hashed_client):
+        client.meta.events.register("before-send.s3", record_signing(signed))
     layout = RunLayout.of(f"s3://{bucket}/out/", "run1")
     artifact = publish_adapter(
         store, layout, adapter, SPEC, run_id="run1", metrics={}, dataset_sha256="0" * 64
@@ -116,6 +122,9 @@ def test_a_published_adapter_pulls_verified_and_a_tampered_part_is_refused(
     assert artifact.manifest == build_manifest(
         SPEC, adapter, run_id="run1", metrics={}, dataset_sha256="0" * 64
     ).model_copy(update={"created_at": artifact.manifest.created_at})
+    assert signed.pop(layout.manifest.key) is True
+    assert set(signed.values()) == {False}
+    assert len(signed) == len(SIZES) + 1
     fetcher = AdapterFetcher(
         Settings(
             model=ModelSettings(name="org/base"),
@@ -147,3 +156,15 @@ def test_a_published_adapter_pulls_verified_and_a_tampered_part_is_refused(
     assert caught.value.reason == "DigestMismatch"
     assert "adapter_model.safetensors" in caught.value.message
     assert [p.name for p in (tmp_path / "other-cache").iterdir()] == [], "nothing staged stays"
+
+
+def record_signing(signed: dict[str, bool]):
+    """A botocore hook noting, per key written, whether the request signed its body."""
+
+    def hook(request, **_) -> None:
+        if request.method == "PUT":
+            key = request.url.split("?")[0].split("/", 4)[-1]
+            body_hash = request.headers["X-Amz-Content-SHA256"]
+            signed[key] = signed.get(key, False) or body_hash != b"UNSIGNED-PAYLOAD"
+
+    return hook
