@@ -230,6 +230,10 @@ class ObjectStore:
             multipart_chunksize=part_size,
             max_concurrency=concurrency,
             num_download_attempts=8,
+            # Downloads hand each chunk read to one writing thread: 1 MiB chunks (s3transfer
+            # defaults to 256 KiB) cost a quarter of the hand-offs; the queue stays 256 MiB.
+            io_chunksize=MIB,
+            max_io_queue=256,
         )
 
     def _retried(
