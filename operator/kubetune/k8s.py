@@ -28,14 +28,21 @@ class ConflictError(Exception):
     """The object changed since it was read; read it again and decide again."""
 
 
+CONNECTIONS = 32
+"""Kept-alive connections to the apiserver: at least one per handler thread (kopf's
+executor), or every call beyond the pool's size pays a new TLS handshake."""
+
+
 @cache
 def api() -> client.ApiClient:
     """One API client per process: in-cluster config, else the kubeconfig."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = CONNECTIONS
+    return client.ApiClient(configuration)
 
 
 def _raw(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -92,7 +99,9 @@ def create(manifest: dict[str, Any]) -> bool:
             )
 
     try:
-        _call(fn, _preload_content=False)
+        # Read the answer (and drop it) so that the connection goes back to the pool: an
+        # unread response kept it, and the next call paid a TLS handshake.
+        _call(fn, _preload_content=False).data  # noqa: B018
     except ApiException as exc:
         if exc.status == 409:
             return False

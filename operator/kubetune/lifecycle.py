@@ -221,10 +221,7 @@ class _Planner:
         job_status = training.get("status") or {}
         self.status.job_name = (training.get("metadata") or {}).get("name")
         self.admission(training, spec.queue_name)
-        self.status.attempts = max(
-            self.status.attempts,
-            sum(int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded")),
-        )
+        self.status.attempts = max(self.status.attempts, _pods_started(training))
         self.status.start_time = self.status.start_time or _parse_time(job_status.get("startTime"))
         if _job_condition(training, "Complete"):
             if obs.artifact_exists is False:
@@ -263,7 +260,7 @@ class _Planner:
                 Phase.QUEUED, Reason.QUEUED, f"waiting for admission by queue {spec.queue_name}"
             )
             return
-        if int(job_status.get("active") or 0) and int(job_status.get("ready") or 0):
+        if _pods_running(training):
             self.condition(Cond.RUNNING, True, Reason.TRAINING, "training pods are running")
             self.phase(Phase.RUNNING, Reason.TRAINING, "training started")
         elif self.status.phase == Phase.RUNNING and _pods_ended(training):
@@ -290,6 +287,37 @@ class _Planner:
             self.status.trained_tokens = summary["trainedTokens"]
         elif isinstance(metrics.get("trained_tokens"), int):
             self.status.trained_tokens = metrics["trained_tokens"]
+
+
+def job_signal(job: dict[str, Any]) -> tuple[Any, ...]:
+    """All that a plan reads from a Job. The Job controller updates a Job three or four times
+    on the way to each verdict; an event whose signal is the one already reconciled cannot
+    change a decision, so the controller skips it (bench/operator_scale.py). Whatever the
+    plan (or :mod:`kubetune.failures`) starts to read from a Job must be added here."""
+    status = job.get("status") or {}
+    conditions = sorted(
+        tuple(str(c.get(k) or "") for k in ("type", "status", "reason", "message"))
+        for c in status.get("conditions") or []
+    )
+    return (
+        (job.get("metadata") or {}).get("name"),
+        bool((job.get("spec") or {}).get("suspend")),
+        status.get("startTime"),
+        _pods_started(job),
+        _pods_running(job),
+        _pods_ended(job),
+        tuple(conditions),
+    )
+
+
+def _pods_started(job: dict[str, Any]) -> int:
+    status = job.get("status") or {}
+    return sum(int(status.get(k) or 0) for k in ("active", "failed", "succeeded"))
+
+
+def _pods_running(job: dict[str, Any]) -> bool:
+    status = job.get("status") or {}
+    return bool(int(status.get("active") or 0) and int(status.get("ready") or 0))
 
 
 def _pods_ended(job: dict[str, Any]) -> bool:

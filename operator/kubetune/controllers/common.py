@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import kopf
@@ -17,6 +19,16 @@ from kubetune.storage.s3 import ArtifactStore, StorageError, make_client
 M = TypeVar("M", bound=BaseModel)
 
 SETTINGS = Settings.from_env()
+
+
+_LOCKS = tuple(threading.RLock() for _ in range(64))
+
+
+def object_lock(namespace: str, name: str) -> AbstractContextManager[bool]:
+    """One reconcile of an object at a time in this process (striped, re-entrant locks). Its
+    triggers run concurrently on kopf's handler threads (its own events, its children's,
+    timers): without this, two reconciles read one version, both act, one write gets a 409."""
+    return _LOCKS[hash((namespace, name)) % len(_LOCKS)]
 
 
 def parse(model: type[M], body: Any) -> M:

@@ -38,13 +38,14 @@ from kubetune.builders.training import (
     training_job_name,
     validation_job_name,
 )
-from kubetune.controllers.common import SETTINGS, parse, store_for, transient
+from kubetune.controllers.common import SETTINGS, object_lock, parse, store_for, transient
 from kubetune.failures import image_pull_failure, was_preempted
 from kubetune.lifecycle import (
     TERMINAL,
     Action,
     Observed,
     Plan,
+    job_signal,
     needs_artifact_check,
     needs_pods,
     plan_finetunejob,
@@ -72,9 +73,28 @@ def finetunejob_deleted(body: kopf.Body, **_: Any) -> None:
     metrics.forget(body["metadata"]["uid"])
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_FINETUNEJOB: kopf.PRESENT})
+_reconciled: dict[str, tuple[Any, ...]] = {}
+"""Job uid -> the :func:`~kubetune.lifecycle.job_signal` of its last event reconciled."""
+
+
+def _job_news(body: kopf.Body, type: str | None, **_: Any) -> bool:
+    """Whether a Job event may change a decision. Filtered here, the other events never take
+    a handler thread (the queue that new FineTuneJobs wait in)."""
+    return type == "DELETED" or _reconciled.get(body["metadata"]["uid"]) != job_signal(body)
+
+
+@kopf.on.event(
+    "batch", "v1", "jobs", labels={constants.LABEL_FINETUNEJOB: kopf.PRESENT}, when=_job_news
+)
 def finetunejob_job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
-    _reconcile_owner(body, seen=None if type == "DELETED" else dict(body))
+    uid = body["metadata"]["uid"]
+    if type == "DELETED":
+        _reconciled.pop(uid, None)
+        _reconcile_owner(body)
+        return
+    seen = dict(body)
+    _reconcile_owner(body, seen=seen)
+    _reconciled[uid] = job_signal(seen)  # only once reconciled: a failed one is not skipped
 
 
 def _pod_cannot_pull(body: kopf.Body, **_: Any) -> bool:
@@ -174,27 +194,30 @@ def _reconcile_owner(
 ) -> None:
     namespace = child["metadata"]["namespace"]
     owner = child["metadata"]["labels"][constants.LABEL_FINETUNEJOB]
-    body = k8s.get_custom(PLURAL, namespace, owner)
-    if body is not None and not body["metadata"].get("deletionTimestamp"):
-        reconcile(body, seen=seen, stuck_pod=stuck_pod)
+    with object_lock(namespace, owner):  # read under the lock: the latest write is seen
+        body = k8s.get_custom(PLURAL, namespace, owner)
+        if body is not None and not body["metadata"].get("deletionTimestamp"):
+            reconcile(body, seen=seen, stuck_pod=stuck_pod)
 
 
 def _with_fresh_reads(
     namespace: str, name: str, act: Callable[[FineTuneJob], None], body: Any = None
 ) -> FineTuneJob | None:
-    """Run ``act`` on the FineTuneJob, reading it again whenever its status write conflicts."""
-    for _ in range(5):
-        if body is None:
-            body = k8s.get_custom(PLURAL, namespace, name)
+    """Run ``act`` on the FineTuneJob, reading it again whenever its status write conflicts;
+    one at a time per FineTuneJob (a re-entrant lock: a child's event holds it already)."""
+    with object_lock(namespace, name):
+        for _ in range(5):
             if body is None:
-                return None
-        job = parse(FineTuneJob, body)
-        try:
-            act(job)
-        except k8s.ConflictError:
-            body = None
-            continue
-        return job
+                body = k8s.get_custom(PLURAL, namespace, name)
+                if body is None:
+                    return None
+            job = parse(FineTuneJob, body)
+            try:
+                act(job)
+            except k8s.ConflictError:
+                body = None
+                continue
+            return job
     raise kopf.TemporaryError(f"{name}: status kept changing under this handler", delay=1)
 
 

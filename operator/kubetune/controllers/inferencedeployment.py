@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -39,7 +38,7 @@ from kubetune.builders.serving import (
     pod_selector,
 )
 from kubetune.builders.serving_children import build_children
-from kubetune.controllers.common import SETTINGS, parse, transient
+from kubetune.controllers.common import SETTINGS, object_lock, parse, transient
 from kubetune.rollout import (
     Measurement,
     Observed,
@@ -57,8 +56,6 @@ INFD = (constants.GROUP, constants.VERSION, "inferencedeployments")
 PLURAL = "inferencedeployments"
 HTTPROUTE_CRD = "httproutes.gateway.networking.k8s.io"
 CHILD_KINDS = ("Deployment", "Service", "ConfigMap")
-_LOCKS = tuple(threading.Lock() for _ in range(32))
-"""Striped per-object locks: one reconcile of a deployment at a time in this process."""
 log = logging.getLogger(__name__)
 
 
@@ -141,7 +138,7 @@ def reconcile(namespace: str, name: str) -> None:
     """
     started = time.monotonic()
     try:
-        with _LOCKS[hash((namespace, name)) % len(_LOCKS)]:
+        with object_lock(namespace, name):
             _with_fresh_reads(namespace, name, _reconcile)
     except k8s.TransientError as exc:
         metrics.record_reconcile("InferenceDeployment", started, ok=False)

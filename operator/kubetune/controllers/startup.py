@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from kubetune import k8s
 from kubetune.api import constants
 from kubetune.controllers.common import SETTINGS
 
@@ -25,7 +26,10 @@ def operator_configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own events say what happened; kopf's "Handler succeeded" events would drown them.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    settings.execution.max_workers = 8
+    # Handlers block on the apiserver: the threads wait, they do not compute. Enough of them
+    # that a new FineTuneJob is not queued behind a burst of Job events (one kept-alive
+    # connection each: k8s.CONNECTIONS).
+    settings.execution.max_workers = k8s.CONNECTIONS
     # With explicit namespaces (no globs), kopf need not scan (list/watch) all namespaces:
     # the chart then grants no cluster-scoped namespace access at all.
     namespaces = SETTINGS.process.namespaces
