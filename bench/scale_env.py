@@ -71,7 +71,7 @@ def _chart_rbac() -> tuple[list[dict[str, Any]], str]:
     return objects, account
 
 
-def start_world(root: Path, jobs: int) -> World:
+def start_world(root: Path, jobs: int, controller_qps: int) -> World:
     """Cluster (GPU nodes for every training pod), MinIO, CRDs, namespaces, the operator's
     identity; everything torn down again if any step fails."""
     rbac, account = _chart_rbac()
@@ -88,6 +88,10 @@ def start_world(root: Path, jobs: int) -> World:
             f"--audit-policy-file={policy}",
             f"--audit-log-path={audit_log}",
             "--audit-log-format=json",
+        ),
+        controller_manager_args=(
+            f"--kube-api-qps={controller_qps}",
+            f"--kube-api-burst={2 * controller_qps}",
         ),
     )
     s3_server = S3Server(root / "s3")

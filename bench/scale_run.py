@@ -39,8 +39,8 @@ MESSAGE = "kwok.kubetune.io/message"
 
 
 def _deadline(jobs: int, rate: float) -> float:
-    """Generous: arrivals, plus a second per 10 jobs of backlog, plus start-up."""
-    return (jobs / rate if rate else 0) + jobs / 10 + 120
+    """Generous: arrivals, plus a second per 2 jobs of backlog, plus start-up."""
+    return (jobs / rate if rate else 0) + jobs / 2 + 120
 
 
 def new_api(world: World) -> client.ApiClient:

@@ -95,11 +95,14 @@ class Cluster:
         *,
         pools: tuple[NodePool, ...] = DEFAULT_POOLS,
         apiserver_args: tuple[str, ...] = (),
+        controller_manager_args: tuple[str, ...] = (),
     ) -> None:
         self.root = Path(root).resolve()
         self.pools = pools
         self.apiserver_args = apiserver_args
         """Extra kube-apiserver flags, e.g. an audit log for the scale benchmark."""
+        self.controller_manager_args = controller_manager_args
+        """Extra kube-controller-manager flags, e.g. its client's rate limit at scale."""
 
     @property
     def info(self) -> ClusterInfo:
@@ -262,6 +265,7 @@ class Cluster:
                     f"--cert-dir={root / 'kcm-certs'}",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--profiling=false",
+                    *self.controller_manager_args,
                 ]
             case "kube-scheduler":
                 return [
