@@ -5,7 +5,7 @@ SDPA attention builds a block-diagonal causal mask over the whole row and comput
 query against every key of the row, masked or not. Without varlen flash attention (on CPU)
 that is several times the work of the examples' own causal blocks. This implementation finds
 the examples from the position ids, gathers examples of similar length into batches padded
-to a power of two (padding at the end of an example only ever meets later queries, which
+to a multiple of 32 tokens (padding at the end of an example only ever meets later queries, which
 causal attention already hides, so the real tokens' results are exactly those of the example
 alone), runs causal SDPA once per such batch and puts the tokens back in place.
 
@@ -24,7 +24,7 @@ import torch
 from torch.nn.functional import scaled_dot_product_attention
 
 NAME = "kubetune_packed_sdpa"
-MIN_WIDTH = 16  # the narrowest batch of examples; shorter ones are padded to it
+STEP = 32  # examples are batched with others of their length rounded up to this
 PLAIN_CAUSAL = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 _UNSUPPORTED = ("sliding_window", "softcap", "s_aux", "position_bias")
 
@@ -70,10 +70,9 @@ def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def _bucket_width(length: int, limit: int) -> int:
-    width = MIN_WIDTH
-    while width < length:
-        width *= 2
-    return min(width, limit)
+    """The padded width of an example's batch: a multiple of :data:`STEP` (16 for the
+    shortest), so that few widths occur and little is padding."""
+    return min(limit, 16 if length <= 16 else -(-length // STEP) * STEP)
 
 
 def packed_sdpa(

@@ -16,10 +16,11 @@ from kubetune_trainer.packed_attention import packed_sdpa, segments, supports
 from kubetune_trainer.sources import ModelRef
 
 HEADS, KV_HEADS, DIM = 4, 2, 8
-# Rows of example lengths: bucket edges (15, 16, 17, 33), a single token, a row that is one
-# example, and a row ending in the collator's padding run (positions 0.. again).
-ROWS = [[15, 16, 17, 1, 15], [64], [33, 3, 20, 8], [1, 1, 1, 61]]
-WIDTH = 64
+# Rows of example lengths: around the batch widths (16, 32, 64, 96), single tokens, a row that
+# is one example, an example wider than any batch width below the row's (100), and rows ending
+# in the collator's padding run (positions 0.. again, one more example as far as attention goes).
+ROWS = [[15, 16, 17, 1, 15, 36], [100], [33, 3, 20, 8, 36], [1, 1, 1, 65, 32]]
+WIDTH = 100
 
 
 def position_ids(rows: list[list[int]]) -> torch.Tensor:
