@@ -5,9 +5,9 @@ SDPA attention builds a block-diagonal causal mask over the whole row and comput
 query against every key of the row, masked or not. Without varlen flash attention (on CPU)
 that is several times the work of the examples' own causal blocks. This implementation finds
 the examples from the position ids, gathers examples of similar length into batches padded
-to a multiple of 32 tokens (padding at the end of an example only ever meets later queries, which
-causal attention already hides, so the real tokens' results are exactly those of the example
-alone), runs causal SDPA once per such batch and puts the tokens back in place.
+to a multiple of 32 tokens, runs causal SDPA once per such batch and puts the tokens back in
+place. The padding sits after an example's last token, where causal attention already hides
+it from every real query, so the real tokens' results are exactly those of the example alone.
 
 It is registered with transformers' ``AttentionInterface`` and used by the trainer when it
 packs on CPU, for models whose attention is plain causal attention (no sliding window, no
