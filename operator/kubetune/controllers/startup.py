@@ -7,9 +7,9 @@ from typing import Any
 
 import kopf
 
-from kubetune import k8s
 from kubetune.api import constants
 from kubetune.controllers.common import SETTINGS
+from kubetune.controllers.diffbase import SlimAnnotationsDiffBaseStorage
 
 
 @kopf.on.startup()
@@ -19,17 +19,17 @@ def operator_configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=constants.KOPF_STORAGE_PREFIX
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = SlimAnnotationsDiffBaseStorage(
         prefix=constants.KOPF_STORAGE_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = constants.FINALIZER_CLEANUP
     # Our own events say what happened; kopf's "Handler succeeded" events would drown them.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    # Handlers block on the apiserver: the threads wait, they do not compute. Enough of them
-    # that a new FineTuneJob is not queued behind a burst of Job events (one kept-alive
-    # connection each: k8s.CONNECTIONS).
-    settings.execution.max_workers = k8s.CONNECTIONS
+    # Handlers block on the apiserver: the threads mostly wait, they do not compute. Enough
+    # of them for bursts of Job events at a thousand FineTuneJobs (each thread keeps one of
+    # the k8s.CONNECTIONS alive).
+    settings.execution.max_workers = 32
     # With explicit namespaces (no globs), kopf need not scan (list/watch) all namespaces:
     # the chart then grants no cluster-scoped namespace access at all.
     namespaces = SETTINGS.process.namespaces
