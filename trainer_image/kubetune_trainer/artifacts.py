@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubetune.api import FineTuneJobSpec, Reason
+from kubetune.api import FineTuneJobSpec
 from kubetune.artifacts import MANIFEST_NAME, Manifest, ManifestFile, digest
 from kubetune_trainer import __version__
-from kubetune_trainer.errors import TrainerError
 from kubetune_trainer.hashing import hash_file
 from kubetune_trainer.layout import RunLayout
 from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore
@@ -97,25 +96,6 @@ def manifest_of(
     )
 
 
-def build_manifest(
-    spec: FineTuneJobSpec,
-    directory: Path,
-    *,
-    run_id: str,
-    metrics: dict[str, float | int],
-    dataset_sha256: str,
-) -> Manifest:
-    """The manifest of the files under ``directory``, hashed on disk."""
-    names = adapter_files(directory)
-    return manifest_of(
-        spec,
-        describe_files(directory, names),
-        run_id=run_id,
-        metrics=metrics,
-        dataset_sha256=dataset_sha256,
-    )
-
-
 def publish_adapter(
     store: ObjectStore,
     layout: RunLayout,
@@ -137,24 +117,6 @@ def publish_adapter(
     manifest = manifest_of(
         spec, files, run_id=run_id, metrics=metrics, dataset_sha256=dataset_sha256
     )
-    return _write_manifest(store, layout, manifest)
-
-
-def publish_artifact(
-    store: ObjectStore, layout: RunLayout, directory: Path, manifest: Manifest
-) -> Artifact:
-    """Upload every file ``manifest`` lists, then the manifest, provided the bytes sent are
-    the ones it describes."""
-    sent = store.upload_files(
-        [(directory / e.path, layout.adapter.join(e.path)) for e in manifest.files]
-    )
-    for entry, found in zip(manifest.files, sent, strict=True):
-        if (found.sha256, found.size) != (entry.sha256, entry.size):
-            raise TrainerError(
-                Reason.DIGEST_MISMATCH,
-                f"{entry.path} changed after it was described: sent sha256 {found.sha256} "
-                f"({found.size} bytes), the manifest says {entry.sha256} ({entry.size} bytes)",
-            )
     return _write_manifest(store, layout, manifest)
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from kubetune.api import FineTuneJobSpec
-from kubetune_trainer.artifacts import build_manifest, publish_artifact
+from kubetune_trainer.artifacts import publish_adapter
 from kubetune_trainer.layout import RunLayout
 from kubetune_trainer.storage import ObjectStore
 from support.loras import TINY_BASE, make_lora, upload
@@ -245,9 +245,11 @@ def test_an_artifact_published_by_the_trainer_is_served(
         "adapter": {"name": "bot", "version": "v9"},
         "lora": {"r": 4, "alpha": 8, "targetModules": ["q_proj", "v_proj", "down_proj"]},
     })
-    manifest = build_manifest(spec, directory, run_id="run1", metrics={}, dataset_sha256="0" * 64)
     layout = RunLayout.of(spec.output.uri, "run1")
-    artifact = publish_artifact(ObjectStore(s3.client()), layout, directory, manifest)
+    artifact = publish_adapter(
+        ObjectStore(s3.client()), layout, directory, spec, run_id="run1", metrics={},
+        dataset_sha256="0" * 64,
+    )
 
     serve.mount_credentials(s3)
     server = serve()
