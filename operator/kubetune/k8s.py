@@ -28,9 +28,9 @@ class ConflictError(Exception):
     """The object changed since it was read; read it again and decide again."""
 
 
-CONNECTIONS = 40
-"""Kept-alive connections to the apiserver: at least one per handler thread (kopf's 32 and
-the controllers' own), or every call beyond the pool's size pays a new TLS handshake."""
+CONNECTIONS = 32
+"""Kept-alive connections to the apiserver: at least one per handler thread (kopf's 16 and
+the controllers' own 16), or every call beyond the pool's size pays a new TLS handshake."""
 
 
 @cache
