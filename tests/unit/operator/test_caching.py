@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import pytest
 
 from kubetune.caching import TtlCache
@@ -81,3 +84,22 @@ def test_a_failed_make_caches_nothing() -> None:
 def test_nonsense_bounds_are_refused(ttl: float, size: int) -> None:
     with pytest.raises(ValueError, match="positive"):
         TtlCache(ttl=ttl, size=size)
+
+
+def test_each_object_has_its_own_lock_while_held() -> None:
+    """Per object: a lock held for one object never blocks another (striped locks did)."""
+    from kubetune.controllers.common import object_lock
+
+    def free_elsewhere(lock: Any) -> bool:
+        """Whether another thread could take ``lock`` now."""
+        with ThreadPoolExecutor(1) as other:
+            taken = other.submit(lambda: lock.acquire(blocking=False) and (lock.release() or True))
+            return bool(taken.result())
+
+    first = object_lock("team-a", "ftj-1")
+    with first:
+        assert object_lock("team-a", "ftj-1") is first  # the same lock while it is in use
+        assert not free_elsewhere(first)
+        assert all(free_elsewhere(object_lock("team-a", f"ftj-{i}")) for i in range(2, 200))
+        with object_lock("team-a", "ftj-1"):  # re-entrant: a child's event holds it already
+            pass
