@@ -40,6 +40,23 @@ def make_finetunejob(**spec: Any) -> FineTuneJob:
     return FineTuneJob.model_validate(finetunejob_body(**spec))
 
 
+def validated_finetunejob(phase: str = "Validating", **spec: Any) -> FineTuneJob:
+    """A FineTuneJob whose dataset was validated (the Validated condition), in ``phase``."""
+    body = finetunejob_body(**spec)
+    body["status"] = {
+        "phase": phase,
+        "conditions": [
+            {
+                "type": "Validated",
+                "status": "True",
+                "reason": "DatasetValid",
+                "lastTransitionTime": "2026-11-29T11:00:00Z",
+            }
+        ],
+    }
+    return FineTuneJob.model_validate(body)
+
+
 def k8s_job(
     name: str, *, conditions: tuple[str, ...] = (), suspend: bool = False, **counts: int
 ) -> dict[str, Any]:

@@ -25,22 +25,15 @@ class FileDigest:
     size: int
 
 
-class HashingReader(io.RawIOBase):
-    """A read-only view of ``handle`` that hashes what is read, in order, from the start.
-
-    Seeking is allowed (s3transfer seeks to the end to learn the size and back), but a read
-    anywhere but where the hashed bytes end makes :meth:`digest` refuse to vouch.
-    """
+class _Positioned(io.RawIOBase):
+    """A raw stream over ``handle`` that seeks where it does: s3transfer seeks to learn a
+    file's size and to place parts."""
 
     def __init__(self, handle: BinaryIO) -> None:
         super().__init__()
         self._handle = handle
         self._sha = hashlib.sha256()
         self._hashed = 0
-        self._in_order = handle.tell() == 0
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -50,6 +43,21 @@ class HashingReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         return self._handle.seek(offset, whence)
+
+
+class HashingReader(_Positioned):
+    """A read-only view of ``handle`` that hashes what is read, in order, from the start.
+
+    Seeking is allowed (s3transfer seeks to the end to learn the size and back), but a read
+    anywhere but where the hashed bytes end makes :meth:`digest` refuse to vouch.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__(handle)
+        self._in_order = handle.tell() == 0
+
+    def readable(self) -> bool:
+        return True
 
     def read(self, size: int = -1) -> bytes:
         if self._handle.tell() != self._hashed:
@@ -69,32 +77,20 @@ class HashingReader(io.RawIOBase):
         return FileDigest(self._sha.hexdigest(), self._hashed) if self._in_order else None
 
 
-class HashingWriter(io.RawIOBase):
+class HashingWriter(_Positioned):
     """A file written at arbitrary offsets (parts arrive out of order) whose contiguous
     prefix is hashed as it grows: bytes written where the prefix ends are hashed as they are
     written, bytes written beyond it are read back from the file once the gap before them
     is filled. A write into the already hashed prefix (a retried part) spoils the digest."""
 
     def __init__(self, handle: BinaryIO) -> None:
-        super().__init__()
-        self._handle = handle  # unbuffered and readable: what was written is read back
+        super().__init__(handle)  # unbuffered and readable: what was written is read back
         self._fd = handle.fileno()
-        self._sha = hashlib.sha256()
-        self._hashed = 0
         self._ahead: list[tuple[int, int]] = []  # written ranges beyond the prefix
         self._spoiled = False
 
     def writable(self) -> bool:
         return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._handle.tell()
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._handle.seek(offset, whence)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         start = self._handle.tell()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from kubetune.api import FineTuneJob
 from kubetune.lifecycle import Observed, job_signal, plan_finetunejob
-from support.factories import finetunejob_body, k8s_job
+from support.factories import finetunejob_body, k8s_job, validated_finetunejob
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 TIMES = st.sampled_from([None, "2026-11-29T10:00:00Z", "2026-11-29T10:05:00Z"])
@@ -54,38 +54,20 @@ def _fresh() -> FineTuneJob:
     return FineTuneJob.model_validate(finetunejob_body())
 
 
-def _validated() -> FineTuneJob:
-    body = finetunejob_body()
-    body["status"] = {
-        "phase": "Running",
-        "conditions": [
-            {
-                "type": "Validated",
-                "status": "True",
-                "reason": "DatasetValid",
-                "lastTransitionTime": "2026-11-29T11:00:00Z",
-            },
-        ],
-    }
-    return FineTuneJob.model_validate(body)
-
-
-def _decisions(**observed: Any) -> list[Any]:
-    """Every plan the Job could take part in: as validation Job, as training Job."""
+def _decisions(job: dict[str, Any]) -> list[Any]:
+    """Every plan the Job could take part in: as validation Job; as training Job, before and
+    after the run's artifact is in S3."""
     done = k8s_job("run-validate", conditions=("Complete",))
+    running = validated_finetunejob(phase="Running")
     plans = [
-        plan_finetunejob(Observed(job=_fresh(), now=NOW, validation=observed["job"])),
-        plan_finetunejob(
-            Observed(job=_validated(), now=NOW, validation=done, training=observed["job"])
-        ),
-        plan_finetunejob(
-            Observed(
-                job=_validated(),
-                now=NOW,
-                validation=done,
-                training=observed["job"],
-                artifact_exists=True,
+        plan_finetunejob(Observed(job=_fresh(), now=NOW, validation=job)),
+        *(
+            plan_finetunejob(
+                Observed(
+                    job=running, now=NOW, validation=done, training=job, artifact_exists=exists
+                )
             )
+            for exists in (None, True)
         ),
     ]
     return [(p.status.model_dump(mode="json"), p.actions, p.events) for p in plans]
@@ -122,7 +104,7 @@ def test_jobs_with_one_signal_get_one_decision(
     for part, field in fields:
         second[part][field] = other[part][field]
     if job_signal(first) == job_signal(second):
-        assert _decisions(job=first) == _decisions(job=second)
+        assert _decisions(first) == _decisions(second)
 
 
 @settings(max_examples=200, deadline=None)

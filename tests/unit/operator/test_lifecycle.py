@@ -16,7 +16,13 @@ from kubetune.lifecycle import (
     needs_pods,
     plan_finetunejob,
 )
-from support.factories import finetunejob_body, k8s_job, make_finetunejob, pod
+from support.factories import (
+    finetunejob_body,
+    k8s_job,
+    make_finetunejob,
+    pod,
+    validated_finetunejob,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 VALID = json.dumps(
@@ -27,22 +33,6 @@ VALID = json.dumps(
         "dataset": {"records": 90, "evalRecords": 10, "format": "chat"},
     }
 )
-
-
-def _validated(**spec: Any) -> FineTuneJob:
-    body = finetunejob_body(**spec)
-    body["status"] = {
-        "phase": "Validating",
-        "conditions": [
-            {
-                "type": "Validated",
-                "status": "True",
-                "reason": "DatasetValid",
-                "lastTransitionTime": "2026-11-29T11:00:00Z",
-            }
-        ],
-    }
-    return FineTuneJob.model_validate(body)
 
 
 def _plan(job: FineTuneJob, **observed: Any):
@@ -171,7 +161,7 @@ def test_training_stage(
     actions: list[Action],
     reason: str,
 ) -> None:
-    plan = _plan(_validated(**spec), training=training, pods=pods)
+    plan = _plan(validated_finetunejob(**spec), training=training, pods=pods)
     assert plan.status.phase == phase
     assert plan.actions == actions
     assert reason in {e[1] for e in plan.events} | {c.reason for c in plan.status.conditions}
@@ -189,21 +179,24 @@ def test_training_stage(
 def test_admission_and_the_job_name(
     training: dict[str, Any], spec: dict[str, Any], admitted: tuple[str, str]
 ) -> None:
-    plan = _plan(_validated(**spec), training=training, pods=[])
+    plan = _plan(validated_finetunejob(**spec), training=training, pods=[])
     assert _condition(plan, "Admitted") == admitted
     assert plan.status.job_name == "t"
 
 
 def test_a_user_suspend_does_not_unadmit() -> None:
-    plan = _plan(_validated(suspend=True), training=k8s_job("t", suspend=True), pods=[])
+    plan = _plan(validated_finetunejob(suspend=True), training=k8s_job("t", suspend=True), pods=[])
     assert plan.status.phase == "Suspended"
     assert all(c.type != "Admitted" for c in plan.status.conditions)
 
 
 def test_completed_training_succeeds_only_when_the_manifest_exists() -> None:
     done = k8s_job("t", conditions=("Complete",), succeeded=1)
-    assert _plan(_validated(), training=done, artifact_exists=True).status.phase == "Succeeded"
-    missing = _plan(_validated(), training=done, artifact_exists=False)
+    assert (
+        _plan(validated_finetunejob(), training=done, artifact_exists=True).status.phase
+        == "Succeeded"
+    )
+    missing = _plan(validated_finetunejob(), training=done, artifact_exists=False)
     assert missing.status.phase == "Failed"
     assert missing.actions == []
 
@@ -256,7 +249,7 @@ def test_terminal_jobs_are_left_alone_and_replanning_changes_nothing() -> None:
 
 
 def test_an_event_only_on_transitions() -> None:
-    first = _plan(_validated(), training=k8s_job("t", active=1, ready=1), pods=[pod()])
+    first = _plan(validated_finetunejob(), training=k8s_job("t", active=1, ready=1), pods=[pod()])
     body = finetunejob_body()
     body["status"] = first.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     second = _plan(
@@ -272,7 +265,9 @@ def test_an_event_only_on_transitions() -> None:
 
 
 def test_attempts_follow_the_jobs_pod_counters() -> None:
-    plan = _plan(_validated(), training=k8s_job("t", active=1, failed=2, ready=1), pods=[pod()])
+    plan = _plan(
+        validated_finetunejob(), training=k8s_job("t", active=1, failed=2, ready=1), pods=[pod()]
+    )
     assert plan.status.attempts == 3
 
 
@@ -323,7 +318,7 @@ def test_pods_are_listed_only_when_the_verdict_needs_them(
 
 
 def _running() -> FineTuneJob:
-    job = _validated()
+    job = validated_finetunejob()
     status = _plan(job, training=k8s_job("t", active=1, ready=1)).status
     assert status.phase == "Running"
     return job.model_copy(update={"status": status})
