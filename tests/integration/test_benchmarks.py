@@ -76,4 +76,4 @@ def test_transfer_benchmark_measures_ours_and_aws_cli(tmp_path):
         assert min(row["oursSeconds"], row["awsSeconds"]) > 0
         assert row["ratio"] == pytest.approx(row["awsSeconds"] / row["oursSeconds"])
     pushed = results["rounds"][0]["ours_push_inprocess"]
-    assert min(pushed["hashSeconds"], pushed["transferSeconds"]) > 0
+    assert pushed["transferSeconds"] > 0  # hashing happens during the transfer now
