@@ -2,9 +2,9 @@
 
 The progress timer of every running FineTuneJob needs an S3 client with the credentials
 its spec names. Reading the Secret and building a boto3 client on every tick made the
-operator's API requests per job grow with training time (bench/operator_scale.py); one
-client per (namespace, Secret, endpoint, region) for a minute serves every job that shares
-them. The time bound is what lets a rotated Secret take effect.
+operator's API requests per job grow with training time (bench/operator_scale.py): a Secret
+is read at most once a minute per (namespace, Secret), which is what lets a rotated Secret
+take effect, and a client is kept as long as the credentials it was built with are current.
 """
 
 from __future__ import annotations

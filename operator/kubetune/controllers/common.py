@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import weakref
 from contextlib import AbstractContextManager
@@ -50,9 +52,14 @@ def parse(model: type[M], body: Any) -> M:
 
 _S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
-STORES: TtlCache[ArtifactStore] = TtlCache(ttl=60.0)
-"""S3 stores by (namespace, Secret, endpoint, region); a rotated Secret is read within a
-minute, and a verdict that a denial would make final reads it afresh (``cached=False``)."""
+CREDENTIALS: TtlCache[dict[str, str] | None] = TtlCache(ttl=60.0, size=256)
+"""Secret data by (namespace, Secret): a rotated Secret is read within a minute, and a
+verdict that a denial would make final reads it afresh (``cached=False``)."""
+
+STORES: TtlCache[ArtifactStore] = TtlCache(ttl=3600.0)
+"""Stores by (endpoint, region, a digest of the credentials): a fresh read of an unchanged
+Secret keeps its client. Building one per verification left ~180 KB of cyclic garbage per
+Adapter, which made the operator's peak RSS at 1,000 FineTuneJobs (bench/operator_scale.py)."""
 
 
 def store_for(access: S3Access, namespace: str, *, cached: bool = True) -> ArtifactStore:
@@ -60,15 +67,19 @@ def store_for(access: S3Access, namespace: str, *, cached: bool = True) -> Artif
     secret = access.credentials_secret_ref
     endpoint = access.endpoint or SETTINGS.storage.endpoint
     region = access.region or SETTINGS.storage.region
-
-    def make() -> ArtifactStore:
-        credentials = _credentials(namespace, secret.name) if secret else None
-        return ArtifactStore(make_client(endpoint=endpoint, region=region, credentials=credentials))
-
-    key = (namespace, secret.name if secret else None, endpoint, region)
-    if not cached:
-        STORES.forget(key)
-    return STORES.get(key, make)
+    credentials = None
+    if secret is not None:
+        key = (namespace, secret.name)
+        if not cached:
+            CREDENTIALS.forget(key)
+        credentials = CREDENTIALS.get(key, lambda: _credentials(namespace, secret.name))
+    fingerprint = hashlib.sha256(json.dumps(credentials, sort_keys=True).encode()).hexdigest()
+    return STORES.get(
+        (endpoint, region, fingerprint),
+        lambda: ArtifactStore(
+            make_client(endpoint=endpoint, region=region, credentials=credentials)
+        ),
+    )
 
 
 def _credentials(namespace: str, name: str) -> dict[str, str]:

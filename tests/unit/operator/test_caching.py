@@ -103,3 +103,83 @@ def test_each_object_has_its_own_lock_while_held() -> None:
         assert all(free_elsewhere(object_lock("team-a", f"ftj-{i}")) for i in range(2, 200))
         with object_lock("team-a", "ftj-1"):  # re-entrant: a child's event holds it already
             pass
+
+
+class Cluster:
+    """Secrets as the operator reads them, and the S3 clients it builds."""
+
+    def __init__(self) -> None:
+        self.secrets = {"s3": {"AWS_ACCESS_KEY_ID": "id-1", "AWS_SECRET_ACCESS_KEY": "key-1"}}
+        self.reads = 0
+        self.clients: list[dict[str, str] | None] = []
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        self.reads += 1
+        return dict(self.secrets[name])
+
+    def make_client(self, *, credentials: dict[str, str] | None, **_: Any) -> object:
+        self.clients.append(credentials)
+        return object()
+
+
+@pytest.fixture
+def stores(monkeypatch: pytest.MonkeyPatch) -> tuple[Cluster, Clock]:
+    from kubetune.controllers import common
+
+    cluster, clock = Cluster(), Clock()
+    monkeypatch.setattr(common.k8s, "read_secret", cluster.read_secret)
+    monkeypatch.setattr(common, "make_client", cluster.make_client)
+    monkeypatch.setattr(common, "CREDENTIALS", TtlCache(ttl=60.0, clock=clock))
+    monkeypatch.setattr(common, "STORES", TtlCache(ttl=3600.0, clock=clock))
+    return cluster, clock
+
+
+def _access(secret: str | None = "s3", endpoint: str = "http://s3.local:9000") -> Any:
+    from kubetune.api import S3Access
+
+    ref = {"credentialsSecretRef": {"name": secret}} if secret else {}
+    return S3Access.model_validate({"endpoint": endpoint, **ref})
+
+
+def test_a_fresh_read_of_an_unchanged_secret_keeps_its_client(
+    stores: tuple[Cluster, Clock],
+) -> None:
+    from kubetune.controllers.common import store_for
+
+    cluster, _ = stores
+    first = store_for(_access(), "team-a", cached=False)
+    again = store_for(_access(), "team-a", cached=False)
+    assert cluster.reads == 2  # each verdict reads the Secret afresh
+    assert again is first
+    assert len(cluster.clients) == 1
+
+
+def test_a_rotated_secret_gets_a_client_with_the_new_credentials(
+    stores: tuple[Cluster, Clock],
+) -> None:
+    from kubetune.controllers.common import store_for
+
+    cluster, clock = stores
+    first = store_for(_access(), "team-a")
+    cluster.secrets["s3"]["AWS_SECRET_ACCESS_KEY"] = "key-2"
+    assert store_for(_access(), "team-a") is first  # within the minute: not read again
+    assert store_for(_access(), "team-a", cached=False) is not first
+    clock.now += 61
+    rotated = store_for(_access(), "team-a")
+    assert cluster.reads == 3
+    assert [c and c["AWS_SECRET_ACCESS_KEY"] for c in cluster.clients] == ["key-1", "key-2"]
+    assert store_for(_access(), "team-a", cached=False) is rotated
+
+
+def test_stores_differ_by_endpoint_and_ambient_credentials_read_no_secret(
+    stores: tuple[Cluster, Clock],
+) -> None:
+    from kubetune.controllers.common import store_for
+
+    cluster, _ = stores
+    ambient = store_for(_access(secret=None), "team-a")
+    assert cluster.reads == 0
+    assert cluster.clients == [None]
+    assert store_for(_access(), "team-a") is not ambient
+    assert store_for(_access(endpoint="http://other:9000"), "team-a") is not ambient
+    assert len(cluster.clients) == 3
