@@ -42,7 +42,11 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
             )
         if wait_ready:
-            eventually(self.ready, timeout=60, what=f"operator {self.identity} ready")
+            try:
+                eventually(self.ready, timeout=60, what=f"operator {self.identity} ready")
+            except BaseException:
+                self.kill()  # not left running (and loading the machine) after the failure
+                raise
         return self
 
     def ready(self) -> bool:
