@@ -21,11 +21,12 @@ import json
 import posixpath
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kubetune.api import FineTuneJobSpec
+if TYPE_CHECKING:  # readers of manifests (a serving pod) need not build the FineTuneJob models
+    from kubetune.api import FineTuneJobSpec
 
 MANIFEST_NAME = "manifest.json"
 PROGRESS_NAME = "progress.json"

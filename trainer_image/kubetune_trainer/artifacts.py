@@ -16,14 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubetune.api import FineTuneJobSpec
 from kubetune.artifacts import MANIFEST_NAME, Manifest, ManifestFile, digest
 from kubetune_trainer import __version__
 from kubetune_trainer.hashing import hash_file
 from kubetune_trainer.layout import RunLayout
 from kubetune_trainer.storage import ObjectNotFoundError, ObjectStore
+
+if TYPE_CHECKING:  # a serving pod verifies files with describe_files, without these models
+    from kubetune.api import FineTuneJobSpec
 
 log = logging.getLogger(__name__)
 

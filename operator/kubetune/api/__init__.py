@@ -7,155 +7,122 @@ object with them, so a spec the apiserver accepts is a spec the code accepts.
     job = FineTuneJob.model_validate(body)          # body as read from the apiserver
     job.spec.lora.r                                 # snake_case in Python
     job.model_dump(mode="json", exclude_none=True)  # camelCase on the wire
+
+Importing the package builds no model: each name is imported from its module on first use
+(PEP 562), so a process that needs a few of them (a serving pod's adapter pull, the trainer's
+S3 access) does not pay for building every kind's pydantic models at start-up.
 """
 
-from kubetune.api._base import Condition, KubeModel, KubeObject, Rule, SecretKeyRef, SecretRef
-from kubetune.api._shared import (
-    ComputeResources,
-    LoraConfig,
-    ModelIdentity,
-    ModelSource,
-    S3Access,
-    TaintEffect,
-    Toleration,
-    TolerationOperator,
-)
-from kubetune.api.adapter import (
-    Adapter,
-    AdapterMetrics,
-    AdapterPhase,
-    AdapterSource,
-    AdapterSpec,
-    AdapterStatus,
-    DatasetLineage,
-    DeletionPolicy,
-)
-from kubetune.api.conditions import (
-    AdapterConditionType,
-    ConditionStatus,
-    FineTuneJobConditionType,
-    InferenceDeploymentConditionType,
-    Reason,
-)
-from kubetune.api.finetunejob import (
-    AdapterTarget,
-    DatasetFormat,
-    DatasetSpec,
-    DatasetStatus,
-    FineTuneJob,
-    FineTuneJobPhase,
-    FineTuneJobSpec,
-    FineTuneJobStatus,
-    Method,
-    OutputSpec,
-    OverLength,
-    Progress,
-    TrainingResources,
-)
-from kubetune.api.inferencedeployment import (
-    AdapterSelector,
-    AnalysisResult,
-    AnalysisSpec,
-    AnalysisStatus,
-    CanaryStatus,
-    CanaryStep,
-    EvalGate,
-    GatewayRef,
-    InferenceDeployment,
-    InferenceDeploymentPhase,
-    InferenceDeploymentSpec,
-    InferenceDeploymentStatus,
-    ResolvedAdapter,
-    RevisionStatus,
-    RolloutSpec,
-    RuntimeSpec,
-    RuntimeType,
-    ServedAdapter,
-    TrafficRouting,
-)
-from kubetune.api.training import (
-    DEFAULT_EPOCHS,
-    ComputeDtype,
-    EarlyStopping,
-    Optimizer,
-    Precision,
-    QuantizationConfig,
-    QuantType,
-    Scheduler,
-    TrainingConfig,
-)
+from __future__ import annotations
 
-KINDS: tuple[type[KubeObject], ...] = (FineTuneJob, Adapter, InferenceDeployment)
-"""Every kind the API defines, in the order their CRDs are generated."""
+import importlib
+from typing import Any
 
-__all__ = [
-    "DEFAULT_EPOCHS",
-    "KINDS",
-    "Adapter",
-    "AdapterConditionType",
-    "AdapterMetrics",
-    "AdapterPhase",
-    "AdapterSelector",
-    "AdapterSource",
-    "AdapterSpec",
-    "AdapterStatus",
-    "AdapterTarget",
-    "AnalysisResult",
-    "AnalysisSpec",
-    "AnalysisStatus",
-    "CanaryStatus",
-    "CanaryStep",
-    "ComputeDtype",
-    "ComputeResources",
-    "Condition",
-    "ConditionStatus",
-    "DatasetFormat",
-    "DatasetLineage",
-    "DatasetSpec",
-    "DatasetStatus",
-    "DeletionPolicy",
-    "EarlyStopping",
-    "EvalGate",
-    "FineTuneJob",
-    "FineTuneJobConditionType",
-    "FineTuneJobPhase",
-    "FineTuneJobSpec",
-    "FineTuneJobStatus",
-    "GatewayRef",
-    "InferenceDeployment",
-    "InferenceDeploymentConditionType",
-    "InferenceDeploymentPhase",
-    "InferenceDeploymentSpec",
-    "InferenceDeploymentStatus",
-    "KubeModel",
-    "KubeObject",
-    "LoraConfig",
-    "Method",
-    "ModelIdentity",
-    "ModelSource",
-    "Optimizer",
-    "OutputSpec",
-    "OverLength",
-    "Precision",
-    "Progress",
-    "QuantType",
-    "QuantizationConfig",
-    "Reason",
-    "ResolvedAdapter",
-    "RevisionStatus",
-    "RolloutSpec",
-    "Rule",
-    "RuntimeSpec",
-    "RuntimeType",
-    "S3Access",
-    "Scheduler",
-    "SecretKeyRef",
-    "SecretRef",
-    "ServedAdapter",
-    "TaintEffect",
-    "Toleration",
-    "TolerationOperator",
-    "TrafficRouting",
-    "TrainingConfig",
-    "TrainingResources",
-]
+_MODULES: dict[str, tuple[str, ...]] = {
+    "_base": (
+        "Condition",
+        "KubeModel",
+        "KubeObject",
+        "Rule",
+        "SecretKeyRef",
+        "SecretRef",
+    ),
+    "_shared": (
+        "ComputeResources",
+        "LoraConfig",
+        "ModelIdentity",
+        "ModelSource",
+        "S3Access",
+        "TaintEffect",
+        "Toleration",
+        "TolerationOperator",
+    ),
+    "adapter": (
+        "Adapter",
+        "AdapterMetrics",
+        "AdapterPhase",
+        "AdapterSource",
+        "AdapterSpec",
+        "AdapterStatus",
+        "DatasetLineage",
+        "DeletionPolicy",
+    ),
+    "conditions": (
+        "AdapterConditionType",
+        "ConditionStatus",
+        "FineTuneJobConditionType",
+        "InferenceDeploymentConditionType",
+        "Reason",
+    ),
+    "finetunejob": (
+        "AdapterTarget",
+        "DatasetFormat",
+        "DatasetSpec",
+        "DatasetStatus",
+        "FineTuneJob",
+        "FineTuneJobPhase",
+        "FineTuneJobSpec",
+        "FineTuneJobStatus",
+        "Method",
+        "OutputSpec",
+        "OverLength",
+        "Progress",
+        "TrainingResources",
+    ),
+    "inferencedeployment": (
+        "AdapterSelector",
+        "AnalysisResult",
+        "AnalysisSpec",
+        "AnalysisStatus",
+        "CanaryStatus",
+        "CanaryStep",
+        "EvalGate",
+        "GatewayRef",
+        "InferenceDeployment",
+        "InferenceDeploymentPhase",
+        "InferenceDeploymentSpec",
+        "InferenceDeploymentStatus",
+        "ResolvedAdapter",
+        "RevisionStatus",
+        "RolloutSpec",
+        "RuntimeSpec",
+        "RuntimeType",
+        "ServedAdapter",
+        "TrafficRouting",
+    ),
+    "training": (
+        "DEFAULT_EPOCHS",
+        "ComputeDtype",
+        "EarlyStopping",
+        "Optimizer",
+        "Precision",
+        "QuantizationConfig",
+        "QuantType",
+        "Scheduler",
+        "TrainingConfig",
+    ),
+}
+"""Where each name of the API lives."""
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted([*_HOME, "KINDS"])
+
+
+def __getattr__(name: str) -> Any:
+    """Import a name of the API from its module on first use, then keep it here."""
+    if name == "KINDS":
+        value: Any = (
+            __getattr__("FineTuneJob"),
+            __getattr__("Adapter"),
+            __getattr__("InferenceDeployment"),
+        )
+    elif name in _HOME:
+        value = getattr(importlib.import_module(f"kubetune.api.{_HOME[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
