@@ -88,6 +88,7 @@ class HashingWriter(_Positioned):
         self._fd = handle.fileno()
         self._ahead: list[tuple[int, int]] = []  # written ranges beyond the prefix
         self._spoiled = False
+        self._buffer: bytearray | None = None  # read-back buffer, reused: no fresh pages
 
     def writable(self) -> bool:
         return True
@@ -110,17 +111,23 @@ class HashingWriter(_Positioned):
         return written
 
     def _catch_up(self) -> None:
-        """Hash, from the file, the ranges written ahead that now join the prefix."""
+        """Hash, from the file, the ranges written ahead that now join the prefix. Most of a
+        multipart download arrives ahead of the prefix: reading it back into one reused
+        buffer, rather than a new bytes object per read, spares the memory a fresh
+        allocation faults in, page by page."""
         self._ahead.sort()
         while self._ahead and self._ahead[0][0] <= self._hashed:
             _, end = self._ahead.pop(0)
+            if self._buffer is None:
+                self._buffer = bytearray(_CHUNK)
+            view = memoryview(self._buffer)
             while self._hashed < end:
-                chunk = os.pread(self._fd, min(_CHUNK, end - self._hashed), self._hashed)
-                if not chunk:
+                read = os.preadv(self._fd, [view[: end - self._hashed]], self._hashed)
+                if not read:
                     self._spoiled = True
                     return
-                self._sha.update(chunk)
-                self._hashed += len(chunk)
+                self._sha.update(view[:read])
+                self._hashed += read
 
     def digest(self) -> FileDigest | None:
         """The file's bytes, if every one was hashed exactly once, as it is now on disk."""

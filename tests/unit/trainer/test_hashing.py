@@ -102,3 +102,12 @@ def test_a_file_changed_behind_the_writer_vouches_for_nothing(tmp_path):
 
 def test_hash_file_reads_to_the_end():
     assert hash_file(io.BytesIO(DATA)) == EXPECTED
+
+
+def test_a_long_range_written_ahead_is_read_back_in_several_reads(tmp_path):
+    """Catching up reads a range longer than the read-back buffer in pieces, all hashed."""
+    data = os.urandom(3 * (1 << 20) + 12345)
+    target = writer(tmp_path)
+    write_at(target, 4096, data[4096:])
+    write_at(target, 0, data[:4096])
+    assert target.digest() == FileDigest(hashlib.sha256(data).hexdigest(), len(data))
