@@ -1,9 +1,9 @@
 """FineTuneJob handlers: every trigger runs the same level-triggered reconcile.
 
-Triggers are the FineTuneJob's own changes, events of its Jobs and pods, and a timer that
-refreshes progress from S3 while it trains. Each reconcile reads the current state by
-deterministic names, asks :mod:`kubetune.lifecycle` what to do, does it, and writes status
-once, only when it changed.
+Triggers are the FineTuneJob's own changes and events of its Jobs and pods; a poller
+(:mod:`kubetune.controllers.polling`) refreshes progress from S3 while it trains. Each
+reconcile reads the current state by deterministic names, asks :mod:`kubetune.lifecycle`
+what to do, does it, and writes status once, only when it changed.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from kubetune.builders.training import (
     validation_job_name,
 )
 from kubetune.controllers.common import SETTINGS, object_lock, parse, store_for, transient
+from kubetune.controllers.polling import Poller, slim
 from kubetune.failures import image_pull_failure, was_preempted
 from kubetune.lifecycle import (
     TERMINAL,
@@ -153,15 +154,29 @@ def _is_training(body: kopf.Body, **_: Any) -> bool:
     return (body.get("status") or {}).get("phase") == FineTuneJobPhase.RUNNING
 
 
-@kopf.timer(
-    *FTJ,
-    interval=SETTINGS.training.progress_interval,
-    backoff=SETTINGS.training.progress_interval,
-    when=_is_training,
-)
-def finetunejob_progress(body: kopf.Body, **_: Any) -> None:
-    """Copy the trainer's progress from S3 into status while it trains. A failed tick (the
-    apiserver restarting) is retried at the next interval, not after kopf's default minute."""
+@kopf.on.event(*FTJ)
+async def finetunejob_training(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """Which FineTuneJobs train, for the progress poller; in the event loop (no thread)."""
+    meta = body["metadata"]
+    if type != "DELETED" and _is_training(body) and not meta.get("deletionTimestamp"):
+        PROGRESS.track(meta["uid"], slim(body))
+    else:
+        PROGRESS.forget(meta["uid"])
+
+
+@kopf.on.startup()
+def finetunejob_progress_start(**_: Any) -> None:
+    PROGRESS.start()
+
+
+@kopf.on.cleanup()
+def finetunejob_progress_stop(**_: Any) -> None:
+    PROGRESS.stop()
+
+
+def copy_progress(body: dict[str, Any]) -> None:
+    """Copy the trainer's progress from S3 into status while it trains (a tick of
+    :data:`PROGRESS`; a failed one, e.g. while the apiserver restarts, waits one interval)."""
     job = parse(FineTuneJob, body)
     run = artifacts.run_id(job.spec)
     try:
@@ -192,6 +207,11 @@ def finetunejob_progress(body: kopf.Body, **_: Any) -> None:
         _write_status(job, status)
     except k8s.ConflictError:
         log.info("%s changed while reading progress; the next tick retries", job.metadata["name"])
+
+
+PROGRESS = Poller(
+    copy_progress, interval=SETTINGS.training.progress_interval, name="finetunejob-progress"
+)
 
 
 def _non_finite(value: Any) -> bool:

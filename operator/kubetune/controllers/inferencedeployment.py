@@ -11,6 +11,8 @@ precondition; events follow only a successful write.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -109,15 +111,24 @@ def inferencedeployments_following(
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, "adapters")
-def inferencedeployment_adapter_changed(
+async def inferencedeployment_adapter_changed(
     body: kopf.Body, inferencedeployments_following: kopf.Index[str, Follows], **_: Any
 ) -> None:
-    """A new or newly Ready Adapter may be the next version of a family a deployment follows."""
+    """A new or newly Ready Adapter may be the next version of a family a deployment follows.
+    Looked up in the event loop: an Adapter that no deployment follows (most of them) takes
+    no handler thread, and its event's body waits in no executor queue."""
     meta = body["metadata"]
     family = (meta.get("labels") or {}).get(constants.LABEL_ADAPTER_FAMILY)
-    for name, served in inferencedeployments_following.get(meta["namespace"], []):
-        if any(ref == meta["name"] or (family and family == f) for ref, f in served):
-            reconcile(meta["namespace"], name)
+    followers = [
+        name
+        for name, served in inferencedeployments_following.get(meta["namespace"], [])
+        if any(ref == meta["name"] or (family and family == f) for ref, f in served)
+    ]
+    loop = asyncio.get_running_loop()
+    for name in followers:
+        # kopf.event() finds its queue through context variables: carry them to the thread.
+        run = contextvars.copy_context().run
+        await loop.run_in_executor(None, run, reconcile, meta["namespace"], name)
 
 
 @kopf.on.event(
