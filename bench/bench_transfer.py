@@ -16,6 +16,7 @@ is the interpreter's start-up and exit).
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -78,7 +79,9 @@ def main(argv: list[str]) -> None:
         result = push(Path(rest[0]), rest[1], rest[2])
     else:
         result = pull(rest[0], rest[1], Path(rest[2]))
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
+    if command == "pull":
+        gc.freeze()  # and ends as ``python -m kubetune_server.sync`` (the pull command) does
 
 
 if __name__ == "__main__":
