@@ -165,13 +165,15 @@ async def finetunejob_training(body: kopf.Body, type: str | None, **_: Any) -> N
 
 
 @kopf.on.startup()
-def finetunejob_progress_start(**_: Any) -> None:
+def finetunejob_pollers_start(**_: Any) -> None:
     PROGRESS.start()
+    RETRIES.start()
 
 
 @kopf.on.cleanup()
-def finetunejob_progress_stop(**_: Any) -> None:
+def finetunejob_pollers_stop(**_: Any) -> None:
     PROGRESS.stop()
+    RETRIES.stop()
 
 
 def copy_progress(body: dict[str, Any]) -> None:
@@ -227,10 +229,35 @@ def _reconcile_owner(
 ) -> None:
     namespace = child["metadata"]["namespace"]
     owner = child["metadata"]["labels"][constants.LABEL_FINETUNEJOB]
-    with object_lock(namespace, owner):  # read under the lock: the latest write is seen
-        body = k8s.get_custom(PLURAL, namespace, owner)
-        if body is not None and not body["metadata"].get("deletionTimestamp"):
-            reconcile(body, seen=seen, stuck_pod=stuck_pod)
+    try:
+        with object_lock(namespace, owner):  # read under the lock: the latest write is seen
+            body = k8s.get_custom(PLURAL, namespace, owner)
+            if body is not None and not body["metadata"].get("deletionTimestamp"):
+                reconcile(body, seen=seen, stuck_pod=stuck_pod)
+    except (kopf.TemporaryError, k8s.TransientError):
+        # kopf never retries an event handler: the FineTuneJob would wait for its next event,
+        # which may never come (a finished Job has no more). 16 of 3,000 did, after 504s from
+        # an overloaded apiserver (bench/operator_scale.py).
+        RETRIES.track((namespace, owner), {"namespace": namespace, "name": owner})
+        raise
+
+
+def retry_owner(ref: dict[str, str]) -> None:
+    """Reconcile a FineTuneJob whose child's event could not be handled, from a fresh read,
+    until one reconcile succeeds (a tick of :data:`RETRIES`)."""
+    key = (ref["namespace"], ref["name"])
+    try:
+        with object_lock(*key):
+            body = k8s.get_custom(PLURAL, *key)
+            if body is not None and not body["metadata"].get("deletionTimestamp"):
+                reconcile(body)
+    except kopf.PermanentError:
+        RETRIES.forget(key)  # no retry can help (see parse); the error is in the log
+        raise
+    RETRIES.forget(key)
+
+
+RETRIES = Poller(retry_owner, interval=5.0, name="finetunejob-retry")
 
 
 def _with_fresh_reads(
