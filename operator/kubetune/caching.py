@@ -1,10 +1,11 @@
 """A small time-bounded cache for what is costly to build and rarely changes.
 
-The progress timer of every running FineTuneJob needs an S3 client with the credentials
-its spec names. Reading the Secret and building a boto3 client on every tick made the
-operator's API requests per job grow with training time (bench/operator_scale.py): a Secret
-is read at most once a minute per (namespace, Secret), which is what lets a rotated Secret
-take effect, and a client is kept as long as the credentials it was built with are current.
+The progress poller ticks every running FineTuneJob, and each tick needs an S3 client with
+the credentials its spec names. Reading the Secret and building a boto3 client on every tick
+made the operator's API requests per job grow with training time (bench/operator_scale.py):
+a Secret is read at most once a minute per (namespace, Secret), which is what lets a rotated
+Secret take effect, and a client is kept as long as the credentials it was built with are
+current.
 """
 
 from __future__ import annotations

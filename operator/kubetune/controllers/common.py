@@ -31,8 +31,8 @@ _LOCKS_GUARD = threading.Lock()
 def object_lock(namespace: str, name: str) -> AbstractContextManager[bool]:
     """One reconcile of an object at a time in this process (a re-entrant lock per object,
     dropped once nobody holds it). Its triggers run concurrently on handler threads (its own
-    events, its children's, timers): without this, two reconciles read one version, both
-    act, one write gets a 409. Per object, not striped: with a thousand FineTuneJobs a new
+    events, its children's, timers, retries): without this, two reconciles read one version,
+    both act, one write gets a 409. Per object, not striped: with a thousand FineTuneJobs a new
     one waited behind reconciles of others sharing its stripe (bench/operator_scale.py)."""
     with _LOCKS_GUARD:
         lock = _LOCKS.get((namespace, name))
