@@ -52,7 +52,7 @@ def parse(model: type[M], body: Any) -> M:
 
 _S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
-CREDENTIALS: TtlCache[dict[str, str] | None] = TtlCache(ttl=60.0, size=256)
+CREDENTIALS: TtlCache[dict[str, str]] = TtlCache(ttl=60.0, size=256)
 """Secret data by (namespace, Secret): a rotated Secret is read within a minute, and a
 verdict that a denial would make final reads it afresh (``cached=False``)."""
 
@@ -67,7 +67,7 @@ def store_for(access: S3Access, namespace: str, *, cached: bool = True) -> Artif
     secret = access.credentials_secret_ref
     endpoint = access.endpoint or SETTINGS.storage.endpoint
     region = access.region or SETTINGS.storage.region
-    credentials = None
+    credentials: dict[str, str] | None = None
     if secret is not None:
         key = (namespace, secret.name)
         if not cached:

@@ -230,10 +230,7 @@ def _reconcile_owner(
     namespace = child["metadata"]["namespace"]
     owner = child["metadata"]["labels"][constants.LABEL_FINETUNEJOB]
     try:
-        with object_lock(namespace, owner):  # read under the lock: the latest write is seen
-            body = k8s.get_custom(PLURAL, namespace, owner)
-            if body is not None and not body["metadata"].get("deletionTimestamp"):
-                reconcile(body, seen=seen, stuck_pod=stuck_pod)
+        _reconcile_fresh(namespace, owner, seen=seen, stuck_pod=stuck_pod)
     except (kopf.TemporaryError, k8s.TransientError):
         # kopf never retries an event handler: the FineTuneJob would wait for its next event,
         # which may never come (a finished Job has no more). 16 of 3,000 did, after 504s from
@@ -247,10 +244,7 @@ def retry_owner(ref: dict[str, str]) -> None:
     until one reconcile succeeds (a tick of :data:`RETRIES`)."""
     key = (ref["namespace"], ref["name"])
     try:
-        with object_lock(*key):
-            body = k8s.get_custom(PLURAL, *key)
-            if body is not None and not body["metadata"].get("deletionTimestamp"):
-                reconcile(body)
+        _reconcile_fresh(*key)
     except kopf.PermanentError:
         RETRIES.forget(key)  # no retry can help (see parse); the error is in the log
         raise
@@ -258,6 +252,14 @@ def retry_owner(ref: dict[str, str]) -> None:
 
 
 RETRIES = Poller(retry_owner, interval=5.0, name="finetunejob-retry")
+
+
+def _reconcile_fresh(namespace: str, name: str, **observed: Any) -> None:
+    """Reconcile the FineTuneJob as it is now, unless it is gone or going."""
+    with object_lock(namespace, name):  # read under the lock: the latest write is seen
+        body = k8s.get_custom(PLURAL, namespace, name)
+        if body is not None and not body["metadata"].get("deletionTimestamp"):
+            reconcile(body, **observed)
 
 
 def _with_fresh_reads(
