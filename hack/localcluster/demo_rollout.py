@@ -158,25 +158,38 @@ def promote(demo: Demo, stage: Stage) -> None:
 
 
 def chat(demo: Demo, stage: Stage) -> None:
-    """A chat completion through the serving pod, once the promoted version answers it."""
+    """A chat completion through the serving pod, once the pod routes the served name to the
+    promoted version alone.
+
+    The operator's status follows what it wrote to the serving ConfigMap; the pod re-reads
+    the mounted file only after the kubelet refreshes the volume, so until then a request
+    may still be split between the two versions. The pod's ``/readyz`` reports the routes
+    in effect."""
     url = demo.found.get("url") or _serving_url(demo)
-    answer: dict[str, str] = {}
+    routes: dict[str, dict[str, int]] = {}
     errors: list[str] = []
 
-    def by_trained() -> bool:
+    def only_trained() -> bool:
         try:
-            answer["version"], answer["reply"] = ask(url)
+            routes.update(applied_routes(url))
         except (ServingError, httpx.TransportError) as exc:
             errors.append(str(exc))
             return False
-        return answer["version"] == TRAINED
+        return {v for v, weight in routes.get(SERVED, {}).items() if weight} == {TRAINED}
 
     wait_for(
-        by_trained,
-        what=lambda: f"an answer from {TRAINED} (last: {answer or _last(errors)})",
-        timeout=60,
+        only_trained,
+        what=lambda: (
+            f"the pod routing {SERVED} to {TRAINED} alone (routes: {routes}; {_last(errors)})"
+        ),
+        timeout=120,
         every=0.5,
     )
+    stage.note(f"the serving pod routes {SERVED} to {TRAINED} alone", routes=routes)
+    answer: dict[str, str] = {}
+    answer["version"], answer["reply"] = ask(url)
+    if answer["version"] != TRAINED:
+        raise RuntimeError(f"{answer['version']} answered, though the pod routes {routes}")
     stage.note(f"POST {url}/v1/chat/completions model={SERVED}: {QUESTION!r}", url=url)
     stage.note(
         f"{answer['version']} answered: {answer['reply']!r}",
@@ -209,6 +222,14 @@ def ask(url: str) -> tuple[str, str]:
         raise ServingError(f"{response.status_code} from {url}: {response.text[:300]}")
     reply = response.json()["choices"][0]["message"]["content"]
     return response.headers.get("x-kubetune-adapter-version", ""), reply
+
+
+def applied_routes(url: str) -> dict[str, dict[str, int]]:
+    """The routes the serving pod has in effect: served name -> {version: weight}."""
+    response = httpx.get(f"{url}/readyz", timeout=10)
+    if response.status_code not in (200, 503):
+        raise ServingError(f"{response.status_code} from {url}/readyz: {response.text[:300]}")
+    return response.json().get("routes") or {}  # type: ignore[no-any-return]
 
 
 def _serving_url(demo: Demo) -> str:
