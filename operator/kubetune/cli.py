@@ -7,10 +7,13 @@ kubetune crd generate        write crds/ from the API models (--check: fail if s
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import sys
 import threading
+from typing import Any
 
 from kubetune.settings import Settings
 
@@ -40,6 +43,7 @@ def run_operator(settings: Settings) -> int:
     )
     start_http_server(process.metrics_port)
 
+    keeper: threading.Thread | None = None
     if process.leader_election:
         elector = LeaseElector(
             k8s.api(),
@@ -57,15 +61,33 @@ def run_operator(settings: Settings) -> int:
             alive.clear()
             stop.set()
 
-        elector.keep(lost, stop)
+        keeper = elector.keep(lost, stop)
 
-    kopf.run(
-        standalone=True,
-        clusterwide=not process.namespaces,
-        namespaces=process.namespaces,
-        stop_flag=stop,
-        ready_flag=ready,
-    )
+    @kopf.on.cleanup()
+    async def raise_stop_flag(**_: Any) -> None:
+        """Raised on a signal too: kopf's own waiter for the flag would otherwise hold the
+        exit for its 5 s grace for leftover tasks."""
+        stop.set()
+
+    async def operate() -> None:
+        try:
+            await kopf.operator(
+                standalone=True,
+                clusterwide=not process.namespaces,
+                namespaces=process.namespaces,
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        finally:
+            # kopf waits for a threading stop flag in an executor thread. An operator ended
+            # by SIGTERM or an error must raise it too, or the loop's shutdown joins that
+            # thread forever and the pod only ends with the kubelet's SIGKILL.
+            stop.set()
+
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(operate())
+    if keeper is not None:
+        keeper.join()  # it releases the lease
     return 1 if not alive.is_set() else 0
 
 

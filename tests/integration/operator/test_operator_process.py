@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client
 
 from localcluster import Cluster, S3Info
@@ -117,6 +118,41 @@ def test_of_two_replicas_only_the_leader_acts(
         eventually(lambda: _count(api_client, ns) == (2, 1), what="one Adapter")
     finally:
         for replica in replicas:
+            replica.stop()
+
+
+def test_sigterm_stops_the_leader_at_once_and_hands_the_lease_over(
+    api_client: client.ApiClient, cluster: Cluster, own_namespace: str, tmp_path: Path
+) -> None:
+    """A rolling update or drain sends SIGTERM and SIGKILLs after the pod's grace period: the
+    leader must have exited by then, cleanly, and left the lease to the standby."""
+    ns = own_namespace
+    grace = yaml.safe_load((CHART / "values.yaml").read_text())["terminationGracePeriodSeconds"]
+    election = {"KUBETUNE_NAMESPACES": ns, "KUBETUNE_LEADER_ELECTION": "true", "POD_NAMESPACE": ns}
+    replicas = {
+        name: OperatorProcess(
+            cluster.info.kubeconfig, tmp_path / f"{name}.log", identity=name, **election
+        )
+        for name in ("replica-0", "replica-1")
+    }
+    leases = client.CoordinationV1Api(api_client)
+
+    def holder() -> str | None:
+        return leases.read_namespaced_lease("kubetune-operator", ns).spec.holder_identity  # type: ignore[no-any-return]
+
+    try:
+        for replica in replicas.values():
+            replica.start()
+        leader = replicas[eventually(holder, what="a lease holder")]
+        standby = next(r for r in replicas.values() if r is not leader)
+        assert leader.proc is not None
+        leader.proc.terminate()
+        assert leader.proc.wait(timeout=grace) == 0, leader.tail()
+        assert "Signal SIGTERM is received" in leader.tail()
+        assert holder() in ("", None, standby.identity)  # released, not left to expire
+        eventually(lambda: holder() == standby.identity, what="the standby takes the lease")
+    finally:
+        for replica in replicas.values():
             replica.stop()
 
 
