@@ -100,13 +100,21 @@ def adapter_deleted(body: kopf.Body, **_: Any) -> None:
         kopf.warn(dict(body), reason=str(Reason.IN_USE), message=message)
         raise kopf.TemporaryError(message, delay=15)
     if adapter.spec.deletion_policy == DeletionPolicy.DELETE:
-        store = store_for(adapter.spec, namespace)
         try:
+            # Deleting data: with the credentials as they are now, not as cached a minute ago.
+            store = store_for(adapter.spec, namespace, cached=False)
             manifest = store.load_manifest(adapter.spec.uri, adapter.spec.digest)
             store.delete_artifact(adapter.spec.uri, manifest)
         except StorageError as exc:
-            if exc.reason != Reason.NOT_FOUND:
-                raise transient(exc) from exc
+            if exc.reason == Reason.NOT_FOUND:
+                return
+            message = (
+                f"deletionPolicy Delete: the artifact cannot be deleted yet ({exc.message}); "
+                f"deletion waits. Removing the finalizer {constants.FINALIZER_CLEANUP} "
+                "keeps the objects."
+            )
+            kopf.warn(dict(body), reason=str(exc.reason), message=message)
+            raise kopf.TemporaryError(message, delay=15) from exc
 
 
 def _adapters_of(deployment: dict[str, Any]) -> set[str]:

@@ -10,7 +10,7 @@ from kubernetes import client
 from kubetune import artifacts
 from localcluster import S3Info
 from support.polling import eventually
-from support.resources import GROUP, VERSION, create, status_of
+from support.resources import GROUP, VERSION, create, make_secret, status_of
 from support.trainerside import publish_artifact
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -89,6 +89,37 @@ def test_deletion_policy(
         assert artifact_keys <= remaining
     else:
         assert not artifact_keys & remaining
+
+
+def test_delete_policy_waits_for_its_secret_and_says_why(
+    api_client: client.ApiClient, namespace: str, s3: S3Info, bucket: str, s3_secret: str
+) -> None:
+    uri = _ready_adapter(api_client, namespace, s3, bucket, deletionPolicy="Delete")
+    core = client.CoreV1Api(api_client)
+    core.delete_namespaced_secret(s3_secret, namespace)
+    _delete(api_client, namespace, "adapters", "bot-v1")
+
+    def refused() -> list[str]:
+        events = core.list_namespaced_event(
+            namespace, field_selector="involvedObject.name=bot-v1"
+        ).items
+        return [e.message for e in events if e.reason == "SecretNotFound" and e.type == "Warning"]
+
+    message = eventually(refused, what="a SecretNotFound event")[0]
+    assert "deletion waits" in message
+    assert s3_secret in message
+    assert "kubetune.io/cleanup" in message
+    assert not _gone(api_client, namespace, "adapters", "bot-v1")
+    manifest = artifacts.join(uri, "manifest.json").removeprefix(f"s3://{bucket}/")
+    assert manifest in _keys(s3, bucket)  # nothing deleted without the credentials
+
+    make_secret(api_client, namespace, s3)
+    eventually(
+        lambda: _gone(api_client, namespace, "adapters", "bot-v1"),
+        timeout=60,
+        what="deleted once its Secret is back",
+    )
+    assert manifest not in _keys(s3, bucket)
 
 
 def test_an_adapter_in_service_cannot_be_deleted(
