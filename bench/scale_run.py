@@ -29,6 +29,7 @@ from scale_watch import Event, Timeline, apply_at_rate, has_condition, job_of, w
 
 from kubetune import artifacts
 from kubetune.api import FineTuneJob
+from support.factories import s3_finetunejob
 from support.operator import OperatorProcess
 from support.resources import make_secret, validation_summary
 from support.trainerside import publish_artifact, write_progress
@@ -116,26 +117,7 @@ def _plain_job(name: str) -> dict[str, Any]:
 
 def finetunejob(name: str, endpoint: str) -> dict[str, Any]:
     """A FineTuneJob with its own output prefix (so that no two share a run's artifact)."""
-    access = {"endpoint": endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name},
-        "spec": {
-            "baseModel": {
-                "name": "kubetune/tiny-llama",
-                "uri": f"s3://{BUCKET}/models/tiny/",
-                **access,
-            },
-            "dataset": {"uri": f"s3://{BUCKET}/data/train.jsonl", "validationSplit": 0.1, **access},
-            "method": "qlora",
-            "lora": {"r": 8, "alpha": 16},
-            "training": {"maxSteps": 20},
-            "resources": {"gpus": 1},
-            "output": {"uri": f"s3://{BUCKET}/adapters/{name}/", **access},
-            "adapter": {"name": name, "version": "v1"},
-        },
-    }
+    return s3_finetunejob(name, BUCKET, endpoint, adapter=name, resources={"gpus": 1})
 
 
 class ResourceSampler(threading.Thread):

@@ -98,22 +98,30 @@ def pod(
 
 
 def s3_finetunejob(
-    name: str, bucket: str, endpoint: str, *, adapter: str = "support-bot", **spec: Any
+    name: str,
+    bucket: str,
+    endpoint: str,
+    *,
+    adapter: str = "support-bot",
+    base_model: str = "kubetune/tiny-llama",
+    validation_split: float = 0.1,
+    **spec: Any,
 ) -> dict[str, Any]:
-    """A small valid FineTuneJob reading and writing ``bucket`` with the Secret ``s3-creds``,
-    publishing the ``adapter`` family's v1; ``spec`` overrides fields."""
+    """A small valid FineTuneJob reading the model from ``models/tiny/`` and the data from
+    ``data/train.jsonl`` of ``bucket`` with the Secret ``s3-creds``, publishing the
+    ``adapter`` family's v1; ``spec`` overrides fields."""
     access = {"endpoint": endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
     body: dict[str, Any] = {
         "apiVersion": "kubetune.io/v1alpha1",
         "kind": "FineTuneJob",
         "metadata": {"name": name},
         "spec": {
-            "baseModel": {
-                "name": "kubetune/tiny-llama",
-                "uri": f"s3://{bucket}/models/tiny/",
+            "baseModel": {"name": base_model, "uri": f"s3://{bucket}/models/tiny/", **access},
+            "dataset": {
+                "uri": f"s3://{bucket}/data/train.jsonl",
+                "validationSplit": validation_split,
                 **access,
             },
-            "dataset": {"uri": f"s3://{bucket}/data/train.jsonl", "validationSplit": 0.1, **access},
             "method": "qlora",
             "lora": {"r": 8, "alpha": 16},
             "training": {"maxSteps": 20},

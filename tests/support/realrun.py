@@ -16,10 +16,13 @@ from kubernetes import client
 
 from localcluster import S3Info
 from support.agent import TAINT_KEY, Agent
+from support.factories import s3_finetunejob
 from support.fruits import fruit_records, jsonl
 from support.operator import OperatorProcess
 from support.resources import conditions, create, get, status_of
 
+BASE_MODEL = "tests/tiny-llama"
+"""The name the real runs' base model goes by (the artifact's manifest names it)."""
 TRAINING = {
     "maxSteps": 12,
     "saveSteps": 3,
@@ -41,34 +44,41 @@ def upload_inputs(s3: S3Info, bucket: str, model: Path) -> None:
     s3_client.put_object(Bucket=bucket, Key="data/train.jsonl", Body=jsonl(fruit_records(40)))
 
 
-def finetunejob(name: str, bucket: str, endpoint: str, agent: Agent, **spec: Any) -> dict[str, Any]:
-    """A small real run on the agent's node; ``spec`` overrides fields."""
-    access = {"endpoint": endpoint, "credentialsSecretRef": {"name": "s3-creds"}}
-    body: dict[str, Any] = {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name},
-        "spec": {
-            "baseModel": {
-                "name": "tests/tiny-llama",
-                "uri": f"s3://{bucket}/models/tiny",
-                **access,
-            },
-            "dataset": {"uri": f"s3://{bucket}/data/train.jsonl", "validationSplit": 0.0, **access},
-            "method": "lora",
-            "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-            "training": dict(TRAINING),
-            "resources": {
-                "gpus": 1,
-                "nodeSelector": {"kubernetes.io/hostname": agent.node},
-                "tolerations": [{"key": TAINT_KEY, "operator": "Exists"}],
-            },
-            "output": {"uri": f"s3://{bucket}/adapters/{name}/", **access},
-            "adapter": {"name": name, "version": "v1"},
-        },
+def finetunejob(
+    name: str,
+    bucket: str,
+    endpoint: str,
+    agent: Agent,
+    *,
+    validation_split: float = 0.0,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A small real run on the agent's node, of the inputs :func:`upload_inputs` wrote;
+    ``spec`` overrides fields."""
+    fields: dict[str, Any] = {
+        "method": "lora",
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+        "training": dict(TRAINING),
+        "resources": {"gpus": 1, **on_agent(agent)},
+        **spec,
     }
-    body["spec"].update(spec)
-    return body
+    return s3_finetunejob(
+        name,
+        bucket,
+        endpoint,
+        adapter=name,
+        base_model=BASE_MODEL,
+        validation_split=validation_split,
+        **fields,
+    )
+
+
+def on_agent(agent: Agent) -> dict[str, Any]:
+    """Node selector and toleration that place a pod on the agent's node."""
+    return {
+        "nodeSelector": {"kubernetes.io/hostname": agent.node},
+        "tolerations": [{"key": TAINT_KEY, "operator": "Exists"}],
+    }
 
 
 def operator_for(agent: Agent, kubeconfig: Path, log: Path, namespace: str) -> OperatorProcess:
@@ -77,8 +87,8 @@ def operator_for(agent: Agent, kubeconfig: Path, log: Path, namespace: str) -> O
         kubeconfig,
         log,
         KUBETUNE_NAMESPACES=namespace,
-        KUBETUNE_VALIDATION_NODE_SELECTOR=json.dumps({"kubernetes.io/hostname": agent.node}),
-        KUBETUNE_VALIDATION_TOLERATIONS=json.dumps([{"key": TAINT_KEY, "operator": "Exists"}]),
+        KUBETUNE_VALIDATION_NODE_SELECTOR=json.dumps(on_agent(agent)["nodeSelector"]),
+        KUBETUNE_VALIDATION_TOLERATIONS=json.dumps(on_agent(agent)["tolerations"]),
     )
 
 
