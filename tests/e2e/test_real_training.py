@@ -15,7 +15,7 @@ from kubernetes import client
 
 from localcluster import Cluster, S3Info
 from support.agent import Agent
-from support.polling import eventually
+from support.polling import HopelessError, eventually
 from support.realrun import finetunejob, operator_for, upload_inputs
 from support.resources import conditions, create, get, make_secret, phase_is, status_of
 
@@ -88,4 +88,5 @@ def test_a_real_qlora_run_from_apply_to_a_verified_adapter(
 
 def _stop_on_failure(api: client.ApiClient, namespace: str) -> None:
     failed = phase_is(api, namespace, NAME, "Failed")
-    assert failed is None, conditions(failed)["Failed"]
+    if failed is not None:
+        raise HopelessError(f"the run failed: {conditions(failed)['Failed']}")

@@ -9,6 +9,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class HopelessError(AssertionError):
+    """Raised by a check when waiting longer cannot help (the run failed): ``eventually``
+    re-raises it at once instead of counting it as "not yet"."""
+
+
 def eventually(
     check: Callable[[], T],
     *,
@@ -18,14 +23,17 @@ def eventually(
 ) -> T:
     """Call ``check`` until it returns something truthy and return that.
 
-    An exception raised by ``check`` counts as "not yet"; at the deadline the last value or
-    exception is reported, so a failing test says what it was waiting for and what it saw.
+    An exception raised by ``check`` counts as "not yet" (except :class:`HopelessError`); at the
+    deadline the last value or exception is reported, so a failing test says what it was
+    waiting for and what it saw.
     """
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
         try:
             value = check()
+        except HopelessError:
+            raise
         except Exception as exc:  # any error means "not yet"; reported at the deadline
             last = exc
         else:

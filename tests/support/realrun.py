@@ -19,6 +19,7 @@ from support.agent import TAINT_KEY, Agent
 from support.factories import s3_finetunejob
 from support.fruits import fruit_records, jsonl
 from support.operator import OperatorProcess
+from support.polling import HopelessError
 from support.resources import conditions, create, get, status_of
 
 BASE_MODEL = "tests/tiny-llama"
@@ -111,7 +112,7 @@ class Run:
         """The status once the run is in ``phase``; fails at once on an unexpected Failed."""
         status = self.status()
         if status.get("phase") == "Failed" and phase != "Failed":
-            raise AssertionError(f"the run failed: {conditions(status).get('Failed')}")
+            raise HopelessError(f"the run failed: {conditions(status).get('Failed')}")
         return status if status.get("phase") == phase else None
 
     def adapter(self) -> dict[str, Any]:
