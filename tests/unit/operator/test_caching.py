@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -183,3 +185,85 @@ def test_stores_differ_by_endpoint_and_ambient_credentials_read_no_secret(
     assert store_for(_access(), "team-a") is not ambient
     assert store_for(_access(endpoint="http://other:9000"), "team-a") is not ambient
     assert len(cluster.clients) == 3
+
+
+class CountingClock(Clock):
+    """Counts the gets that reached the cache's lock (each reads the clock there once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+class SlowMaker(Maker):
+    """Each make waits until released, so that other threads miss while it runs."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        super().__init__()
+        self.started, self.release, self.error = threading.Event(), threading.Event(), error
+
+    def __call__(self) -> int:
+        value = super().__call__()
+        self.started.set()
+        assert self.release.wait(timeout=10)
+        if self.error is not None:
+            raise self.error
+        return value
+
+
+def _gets_while_making(
+    cache: TtlCache[int], clock: CountingClock, make: SlowMaker, count: int
+) -> list[object]:
+    """``count`` concurrent gets of one key, released once all of them have missed."""
+    results: list[object] = []
+
+    def get() -> None:
+        try:
+            results.append(cache.get("secret", make))
+        except RuntimeError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=get) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while clock.reads < count and time.monotonic() < deadline:
+        time.sleep(0.001)
+    make.release.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    return results
+
+
+def test_threads_that_miss_together_share_one_make() -> None:
+    clock, make = CountingClock(), SlowMaker()
+    cache: TtlCache[int] = TtlCache(ttl=60, clock=clock)
+    assert _gets_while_making(cache, clock, make, 8) == [1] * 8
+    assert make.calls == 1
+    assert cache.get("secret", make) == 1
+
+
+def test_a_failed_make_fails_every_thread_that_waited_for_it_and_caches_nothing() -> None:
+    clock, failing = CountingClock(), SlowMaker(RuntimeError("secret not found"))
+    cache: TtlCache[int] = TtlCache(ttl=60, clock=clock)
+    results = _gets_while_making(cache, clock, failing, 4)
+    assert [str(r) for r in results] == ["secret not found"] * 4
+    assert failing.calls == 1
+    assert cache.get("secret", Maker()) == 1
+
+
+def test_forget_during_a_make_starts_a_fresh_one_that_wins() -> None:
+    cache: TtlCache[int] = TtlCache(ttl=60, clock=Clock())
+    stale = SlowMaker()
+    first = threading.Thread(target=cache.get, args=("secret", stale))
+    first.start()
+    assert stale.started.wait(timeout=10)
+    cache.forget("secret")  # e.g. a verdict that must read the Secret afresh
+    assert cache.get("secret", lambda: 42) == 42
+    stale.release.set()
+    first.join(timeout=10)
+    assert cache.get("secret", Maker()) == 42  # the older make did not overwrite it
