@@ -15,9 +15,9 @@ from kubernetes import client
 
 from localcluster import Cluster, S3Info
 from support.agent import Agent
-from support.polling import HopelessError, eventually
-from support.realrun import finetunejob, operator_for, upload_inputs
-from support.resources import conditions, create, get, make_secret, phase_is, status_of
+from support.polling import eventually
+from support.realrun import Run, finetunejob, operator_for, upload_inputs
+from support.resources import conditions, get, make_secret, status_of
 
 NAME = "fruit-bot"
 
@@ -60,9 +60,10 @@ def test_a_real_qlora_run_from_apply_to_a_verified_adapter(
     operator = operator_for(agent, cluster.info.kubeconfig, tmp_path / "operator.log", ns)
     operator.start()
     try:
-        create(api_client, ns, "finetunejobs", _finetunejob(bucket, s3, agent))
+        run = Run(api_client, ns, NAME, agent)
+        run.start(_finetunejob(bucket, s3, agent))
         status = eventually(
-            lambda: phase_is(api_client, ns, NAME, "Succeeded") or _stop_on_failure(api_client, ns),
+            lambda: run.phase("Succeeded"),
             timeout=600,
             interval=2,
             what="the run to succeed",
@@ -84,9 +85,3 @@ def test_a_real_qlora_run_from_apply_to_a_verified_adapter(
         assert spec["source"]["dataset"]["sha256"] == status["dataset"]["sha256"]
     finally:
         operator.stop()
-
-
-def _stop_on_failure(api: client.ApiClient, namespace: str) -> None:
-    failed = phase_is(api, namespace, NAME, "Failed")
-    if failed is not None:
-        raise HopelessError(f"the run failed: {conditions(failed)['Failed']}")
