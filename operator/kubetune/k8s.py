@@ -12,6 +12,7 @@ import json
 from functools import cache
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -59,7 +60,9 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         if exc.status in RETRYABLE:
             raise TransientError(f"apiserver answered {exc.status}: {exc.reason}") from exc
         raise
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, urllib3.exceptions.HTTPError) as exc:
+        # urllib3's errors (MaxRetryError when nothing listens, ProtocolError, timeouts) are
+        # not OSErrors: the client lets them through.
         raise TransientError(f"apiserver unreachable: {exc}") from exc
 
 

@@ -91,7 +91,7 @@ class LeaseElector:
                         "leading as %s (lease %s/%s)", self.identity, self.namespace, self.name
                     )
                     return True
-            except (ApiException, OSError) as exc:
+            except Exception as exc:  # any failure: not yet (see keep)
                 log.warning("lease %s: %s", self.name, exc)
             stop.wait(self.renew_seconds)
         return False
@@ -100,15 +100,21 @@ class LeaseElector:
         """Give the lease up, so that a standby takes over at its next try instead of after
         the lease expires (client-go's ReleaseOnCancel). A failure only costs that wait."""
         try:
-            lease = self.leases.read_namespaced_lease(self.name, self.namespace)
+            # Bounded: an apiserver that does not answer must not hold the pod's exit.
+            timeout = self.renew_seconds
+            lease = self.leases.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=timeout
+            )
             if lease.spec.holder_identity != self.identity:
                 return
             lease.spec.holder_identity = ""
             lease.spec.lease_duration_seconds = 1
             lease.spec.renew_time = datetime.now(UTC)
-            self.leases.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.leases.replace_namespaced_lease(
+                self.name, self.namespace, lease, _request_timeout=timeout
+            )
             log.info("released lease %s/%s", self.namespace, self.name)
-        except (ApiException, OSError) as exc:
+        except Exception as exc:  # a failed release only costs the lease's expiry
             log.warning("releasing lease %s: %s", self.name, exc)
 
     def keep(self, on_lost: Callable[[], None], stop: threading.Event) -> threading.Thread:
@@ -123,7 +129,11 @@ class LeaseElector:
                         deadline = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
                         continue
                     log.error("lease %s was taken by another replica", self.name)
-                except (ApiException, OSError) as exc:
+                except Exception as exc:
+                    # Whatever the failure (an ApiException, urllib3's MaxRetryError when the
+                    # apiserver is unreachable, which is no OSError), the lease was not renewed:
+                    # escaping here would end this thread and leave a leader that no longer
+                    # renews but still acts once a standby takes the lease.
                     log.warning("renewing lease %s: %s", self.name, exc)
                     if datetime.now(UTC) < deadline:
                         continue
