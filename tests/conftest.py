@@ -19,6 +19,7 @@ from kubernetes import client, config
 
 from localcluster import Cluster, S3Info, S3Server
 from support.polling import eventually
+from support.resources import fresh_namespace
 
 _MARKERS = {
     "unit": pytest.mark.unit,
@@ -120,16 +121,9 @@ def kubetune_crds(api_client: client.ApiClient) -> list[str]:
 
 @pytest.fixture
 def namespace(api_client: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace, ready for pods (its default ServiceAccount exists), deleted after."""
-    core = client.CoreV1Api(api_client)
-    name = f"kt-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    eventually(
-        lambda: core.read_namespaced_service_account("default", name),
-        what=f"default ServiceAccount in {name}",
-    )
-    yield name
-    core.delete_namespace(name)
+    """A fresh namespace the session operator watches (``kt-*``), deleted after."""
+    with fresh_namespace(api_client, "kt") as name:
+        yield name
 
 
 @pytest.fixture

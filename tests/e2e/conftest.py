@@ -16,6 +16,7 @@ from kubernetes import client
 from localcluster import Cluster, processes
 from support.agent import Agent, node_ready, start_agent
 from support.polling import eventually
+from support.resources import fresh_namespace
 from support.tinymodel import build_tiny_model
 
 
@@ -50,9 +51,5 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def run_namespace(api_client: client.ApiClient) -> Iterator[str]:
     """A namespace of the test's own (outside the session operator's ``kt-*``)."""
-    core = client.CoreV1Api(api_client)
-    name = f"rel-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    eventually(lambda: core.read_namespaced_service_account("default", name))
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(api_client, "e2e") as name:
+        yield name

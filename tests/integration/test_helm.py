@@ -25,6 +25,7 @@ from localcluster import Cluster
 from localcluster.nodes import KWOK_LABEL
 from support.helm import CHART, helm, service_account_kubeconfig
 from support.polling import eventually
+from support.resources import new_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -66,20 +67,15 @@ def install(cluster: Cluster, release: Release, *values: str, chart: Path = CHAR
 @pytest.fixture(scope="module")
 def make_namespace(api_client: client.ApiClient) -> Iterator[Callable[..., str]]:
     """Create namespaces (with labels) for this module; all deleted at its end."""
-    core = client.CoreV1Api(api_client)
     created: list[str] = []
 
     def create(prefix: str, labels: dict[str, str] | None = None) -> str:
-        name = f"{prefix}-{secrets.token_hex(4)}"
-        core.create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
-        )
-        created.append(name)
-        return name
+        created.append(new_namespace(api_client, prefix, labels))
+        return created[-1]
 
     yield create
     for name in created:
-        core.delete_namespace(name)
+        client.CoreV1Api(api_client).delete_namespace(name)
 
 
 def _uninstall(cluster: Cluster, release: Release) -> None:

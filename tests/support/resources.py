@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import base64
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kubernetes import client
 
 from localcluster import S3Info
+from support.polling import eventually
 
 GROUP, VERSION = "kubetune.io", "v1alpha1"
+
+
+def new_namespace(api: client.ApiClient, prefix: str, labels: dict[str, str] | None = None) -> str:
+    """A new namespace ``<prefix>-<random>``, ready for pods (its default ServiceAccount
+    exists). The session operator watches ``kt-*``; other prefixes are for a test's own."""
+    core = client.CoreV1Api(api)
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
+    eventually(
+        lambda: core.read_namespaced_service_account("default", name),
+        what=f"default ServiceAccount in {name}",
+    )
+    return name
+
+
+@contextmanager
+def fresh_namespace(api: client.ApiClient, prefix: str) -> Iterator[str]:
+    """:func:`new_namespace`, deleted afterwards."""
+    name = new_namespace(api, prefix)
+    try:
+        yield name
+    finally:
+        client.CoreV1Api(api).delete_namespace(name)
 
 
 def create(api: client.ApiClient, namespace: str, plural: str, body: dict[str, Any]) -> None:

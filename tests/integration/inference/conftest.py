@@ -8,9 +8,7 @@ run on kwok's simulated nodes unless a test starts real servers itself.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from kubernetes import client
 from localcluster import Cluster, S3Info
 from support.operator import OperatorProcess
 from support.polling import eventually
-from support.resources import create, get, status_of
+from support.resources import create, fresh_namespace, get, make_secret, status_of
 from support.trainerside import publish_artifact
 
 FAKE_BASE = "kubetune/tiny-llama"
@@ -52,20 +50,9 @@ def rollout_operator(
 @pytest.fixture
 def ns(api_client: client.ApiClient, s3: S3Info) -> Iterator[str]:
     """A fresh kti-* namespace holding the S3 credentials Secret; deleted after."""
-    core = client.CoreV1Api(api_client)
-    name = f"kti-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    eventually(lambda: core.read_namespaced_service_account("default", name))
-    data = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
-    core.create_namespaced_secret(
-        name,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name=SECRET),
-            data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        ),
-    )
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(api_client, "kti") as name:
+        assert make_secret(api_client, name, s3) == SECRET
+        yield name
 
 
 @dataclass

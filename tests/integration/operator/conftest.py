@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -10,8 +9,7 @@ from kubernetes import client
 
 from localcluster import Cluster, S3Info
 from support.operator import OperatorProcess
-from support.polling import eventually
-from support.resources import make_secret
+from support.resources import fresh_namespace, make_secret
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +33,5 @@ def s3_secret(api_client: client.ApiClient, namespace: str, s3: S3Info) -> str:
 @pytest.fixture
 def own_namespace(api_client: client.ApiClient) -> Iterator[str]:
     """A namespace the session operator does not watch, for a test's own operators."""
-    core = client.CoreV1Api(api_client)
-    name = f"own-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    eventually(lambda: core.read_namespaced_service_account("default", name))
-    yield name
-    core.delete_namespace(name)
+    with fresh_namespace(api_client, "own") as name:
+        yield name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from support.factories import s3_finetunejob
 from support.helm import CHART, helm, service_account_kubeconfig
 from support.operator import OperatorProcess
 from support.polling import eventually
-from support.resources import create, phase_is, read_job, status_of
+from support.resources import create, fresh_namespace, phase_is, read_job, status_of
 from support.trainerside import finish_training, pass_validation, running_pod
 
 from .conftest import make_secret
@@ -157,12 +158,9 @@ def test_sigterm_stops_the_leader_at_once_and_hands_the_lease_over(
 
 
 @pytest.fixture
-def release_namespace(api_client: client.ApiClient) -> str:
-    core = client.CoreV1Api(api_client)
-    name = f"rel-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
+def release_namespace(api_client: client.ApiClient) -> Iterator[str]:
+    with fresh_namespace(api_client, "rel") as name:
+        yield name
 
 
 def test_the_charts_service_account_is_enough_for_the_whole_lifecycle(

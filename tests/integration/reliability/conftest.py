@@ -9,7 +9,6 @@ the session operator does not watch.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,25 +18,13 @@ from kubernetes import client, config
 
 from localcluster import Cluster, S3Server
 from support.polling import eventually
-
-
-def make_namespace(api: client.ApiClient, prefix: str = "rel") -> str:
-    """A namespace outside the session operator's ``kt-*`` glob, ready for pods."""
-    core = client.CoreV1Api(api)
-    name = f"{prefix}-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    eventually(
-        lambda: core.read_namespaced_service_account("default", name),
-        what=f"default ServiceAccount in {name}",
-    )
-    return name
+from support.resources import fresh_namespace
 
 
 @pytest.fixture
 def chaos_namespace(api_client: client.ApiClient) -> Iterator[str]:
-    name = make_namespace(api_client)
-    yield name
-    client.CoreV1Api(api_client).delete_namespace(name)
+    with fresh_namespace(api_client, "rel") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

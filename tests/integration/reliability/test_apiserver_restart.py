@@ -21,7 +21,7 @@ from localcluster import Cluster, S3Info
 from support.factories import s3_finetunejob
 from support.operator import OperatorProcess
 from support.polling import eventually
-from support.resources import create, get, make_secret, phase_is, status_of
+from support.resources import create, get, make_secret, new_namespace, phase_is, status_of
 from support.trainerside import (
     finish_pod,
     pass_validation,
@@ -30,7 +30,7 @@ from support.trainerside import (
     write_progress,
 )
 
-from .conftest import install_crds, make_namespace
+from .conftest import install_crds
 
 NAME = "steady-bot"
 
@@ -44,7 +44,7 @@ def test_the_operator_rides_out_an_apiserver_restart_mid_run(
 ) -> None:
     api, s3_client = private_api, s3.client()
     install_crds(api)
-    ns = make_namespace(api)
+    ns = new_namespace(api, "rel")
     make_secret(api, ns, s3)
     operator = OperatorProcess(
         private_cluster.info.kubeconfig, tmp_path / "operator.log", KUBETUNE_NAMESPACES=ns
