@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hashlib
 import json
 import threading
 import weakref
+from collections.abc import Callable
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -39,6 +43,13 @@ def object_lock(namespace: str, name: str) -> AbstractContextManager[bool]:
         if lock is None:
             lock = _LOCKS[(namespace, name)] = threading.RLock()
         return lock
+
+
+async def in_thread(executor: Executor | None, fn: Callable[..., None], *args: Any) -> None:
+    """``fn(*args)`` on a thread of ``executor`` (None: kopf's), from an async handler.
+    kopf.event() finds its queue through context variables: they travel with the call."""
+    run = contextvars.copy_context().run
+    await asyncio.get_running_loop().run_in_executor(executor, run, fn, *args)
 
 
 def parse(model: type[M], body: Any) -> M:

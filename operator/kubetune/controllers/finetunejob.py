@@ -8,8 +8,6 @@ what to do, does it, and writes status once, only when it changed.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import math
 import time
@@ -41,7 +39,14 @@ from kubetune.builders.training import (
     training_job_name,
     validation_job_name,
 )
-from kubetune.controllers.common import SETTINGS, object_lock, parse, store_for, transient
+from kubetune.controllers.common import (
+    SETTINGS,
+    in_thread,
+    object_lock,
+    parse,
+    store_for,
+    transient,
+)
 from kubetune.controllers.polling import Poller, slim
 from kubetune.failures import image_pull_failure, was_preempted
 from kubetune.lifecycle import (
@@ -76,9 +81,7 @@ loaded apiserver: four threads (tried) kept up with only four arrivals a second.
 @kopf.on.create(*FTJ)
 @kopf.on.update(*FTJ, field="spec")
 async def finetunejob_changed(body: kopf.Body, **_: Any) -> None:
-    # kopf.event() finds its queue through context variables: carry them to the thread.
-    run = contextvars.copy_context().run
-    await asyncio.get_running_loop().run_in_executor(_OWN_CHANGES, run, reconcile, body)
+    await in_thread(_OWN_CHANGES, reconcile, body)
 
 
 @kopf.on.delete(*FTJ, optional=True)

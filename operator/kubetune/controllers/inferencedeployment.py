@@ -11,8 +11,6 @@ precondition; events follow only a successful write.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import hashlib
 import json
 import logging
@@ -40,7 +38,7 @@ from kubetune.builders.serving import (
     pod_selector,
 )
 from kubetune.builders.serving_children import build_children
-from kubetune.controllers.common import SETTINGS, object_lock, parse, transient
+from kubetune.controllers.common import SETTINGS, in_thread, object_lock, parse, transient
 from kubetune.rollout import (
     Measurement,
     Observed,
@@ -124,11 +122,8 @@ async def inferencedeployment_adapter_changed(
         for name, served in inferencedeployments_following.get(meta["namespace"], [])
         if any(ref == meta["name"] or (family and family == f) for ref, f in served)
     ]
-    loop = asyncio.get_running_loop()
     for name in followers:
-        # kopf.event() finds its queue through context variables: carry them to the thread.
-        run = contextvars.copy_context().run
-        await loop.run_in_executor(None, run, reconcile, meta["namespace"], name)
+        await in_thread(None, reconcile, meta["namespace"], name)
 
 
 @kopf.on.event(
