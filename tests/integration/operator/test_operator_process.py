@@ -31,6 +31,26 @@ def _count(api: client.ApiClient, namespace: str) -> tuple[int, int]:
     return len(jobs), len(adapters)
 
 
+def _replicas(cluster: Cluster, namespace: str, logs: Path) -> list[OperatorProcess]:
+    """Two operators electing a leader in ``namespace``, as the chart runs them."""
+    election = {
+        "KUBETUNE_NAMESPACES": namespace,
+        "KUBETUNE_LEADER_ELECTION": "true",
+        "POD_NAMESPACE": namespace,
+    }
+    return [
+        OperatorProcess(
+            cluster.info.kubeconfig, logs / f"{i}.log", identity=f"replica-{i}", **election
+        )
+        for i in range(2)
+    ]
+
+
+def _lease_holder(api: client.ApiClient, namespace: str) -> str | None:
+    lease = client.CoordinationV1Api(api).read_namespaced_lease("kubetune-operator", namespace)
+    return lease.spec.holder_identity  # type: ignore[no-any-return]
+
+
 def test_operator_killed_mid_job_resumes_without_duplicates(
     api_client: client.ApiClient,
     cluster: Cluster,
@@ -78,20 +98,11 @@ def test_of_two_replicas_only_the_leader_acts(
 ) -> None:
     ns = own_namespace
     make_secret(api_client, ns, s3)
-    election = {"KUBETUNE_NAMESPACES": ns, "KUBETUNE_LEADER_ELECTION": "true", "POD_NAMESPACE": ns}
-    replicas = [
-        OperatorProcess(
-            cluster.info.kubeconfig, tmp_path / f"{i}.log", identity=f"replica-{i}", **election
-        )
-        for i in range(2)
-    ]
+    replicas = _replicas(cluster, ns, tmp_path)
     for replica in replicas:
         replica.start()
-    leases = client.CoordinationV1Api(api_client)
     try:
-        holder = eventually(
-            lambda: leases.read_namespaced_lease("kubetune-operator", ns).spec.holder_identity
-        )
+        holder = eventually(lambda: _lease_holder(api_client, ns))
         leader = next(r for r in replicas if r.identity == holder)
         standby = next(r for r in replicas if r.identity != holder)
 
@@ -103,10 +114,7 @@ def test_of_two_replicas_only_the_leader_acts(
 
         leader.kill()
         eventually(
-            lambda: (
-                leases.read_namespaced_lease("kubetune-operator", ns).spec.holder_identity
-                == standby.identity
-            ),
+            lambda: _lease_holder(api_client, ns) == standby.identity,
             timeout=60,
             what="the standby takes over the lease",
         )
@@ -129,31 +137,25 @@ def test_sigterm_stops_the_leader_at_once_and_hands_the_lease_over(
     leader must have exited by then, cleanly, and left the lease to the standby."""
     ns = own_namespace
     grace = yaml.safe_load((CHART / "values.yaml").read_text())["terminationGracePeriodSeconds"]
-    election = {"KUBETUNE_NAMESPACES": ns, "KUBETUNE_LEADER_ELECTION": "true", "POD_NAMESPACE": ns}
-    replicas = {
-        name: OperatorProcess(
-            cluster.info.kubeconfig, tmp_path / f"{name}.log", identity=name, **election
-        )
-        for name in ("replica-0", "replica-1")
-    }
-    leases = client.CoordinationV1Api(api_client)
-
-    def holder() -> str | None:
-        return leases.read_namespaced_lease("kubetune-operator", ns).spec.holder_identity  # type: ignore[no-any-return]
-
+    replicas = _replicas(cluster, ns, tmp_path)
     try:
-        for replica in replicas.values():
+        for replica in replicas:
             replica.start()
-        leader = replicas[eventually(holder, what="a lease holder")]
-        standby = next(r for r in replicas.values() if r is not leader)
+        holder = eventually(lambda: _lease_holder(api_client, ns), what="a lease holder")
+        leader = next(r for r in replicas if r.identity == holder)
+        standby = next(r for r in replicas if r is not leader)
         assert leader.proc is not None
         leader.proc.terminate()
         assert leader.proc.wait(timeout=grace) == 0, leader.tail()
         assert "Signal SIGTERM is received" in leader.tail()
-        assert holder() in ("", None, standby.identity)  # released, not left to expire
-        eventually(lambda: holder() == standby.identity, what="the standby takes the lease")
+        # released, not left to expire
+        assert _lease_holder(api_client, ns) in ("", None, standby.identity)
+        eventually(
+            lambda: _lease_holder(api_client, ns) == standby.identity,
+            what="the standby takes the lease",
+        )
     finally:
-        for replica in replicas.values():
+        for replica in replicas:
             replica.stop()
 
 
