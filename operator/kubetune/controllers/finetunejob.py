@@ -324,7 +324,10 @@ def _observe(
     validated = is_true(status.conditions, Cond.VALIDATED) and status.phase not in TERMINAL
 
     def read(name: str) -> dict[str, Any] | None:
-        if seen is not None and seen["metadata"]["name"] == name:
+        # A finished run's plan deletes Jobs it sees unfinished. An event's Job may be older
+        # than the verdict just read (another trigger saw the Job finish and wrote it): taken
+        # as is, it got a completed training Job and its pods deleted. So read afresh then.
+        if seen is not None and seen["metadata"]["name"] == name and status.phase not in TERMINAL:
             return seen
         return k8s.get_job(ns, name)
 
